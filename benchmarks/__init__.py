@@ -1,0 +1,1 @@
+"""ftx benchmarks stage."""

@@ -1,0 +1,1 @@
+"""ftx export stage."""

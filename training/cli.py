@@ -1,0 +1,51 @@
+"""The ``ftx`` console script: a thin dispatcher over the stages' own CLIs.
+
+Each subcommand lives in the module of the stage that owns it and is imported
+only when that subcommand runs, so ``ftx --help`` stays fast and ``ftx train``
+never imports the exporters. A stage module exposes
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, one-line help). Later stages add their rows here.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training.train_cli", "fine-tune a backbone on a folder of images"),
+    "demo": ("training.demo_cli", "train on the embedded default data (Fashion-MNIST, 40 images per class)"),
+    "cache": ("training.cache_cli", "show or fill the ftx cache (weights and datasets)"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftx", description="Fine-tune, export, serve and benchmark image classifiers.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, summary) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=summary, description=summary,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name == wanted:  # import only the module of the subcommand being run
+            importlib.import_module(module).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
