@@ -1,0 +1,55 @@
+"""The per-backbone input normalisation, as a Keras layer baked into every model.
+
+Clients of every exported format then send raw RGB pixels 0-255; nobody has to
+remember a backbone's mean and std.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """``y = ((x[..., ::-1] if bgr else x) * scale + offset - mean) / std`` per channel."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    bgr: bool = False
+
+    def as_dict(self) -> dict:
+        return {"scale": self.scale, "offset": self.offset, "mean": list(self.mean),
+                "std": list(self.std), "bgr": self.bgr, "input": "RGB float 0-255, NHWC"}
+
+
+@keras.saving.register_keras_serializable(package="ftx")
+class ImagePreprocessing(keras.layers.Layer):
+    """Maps raw RGB 0-255 to what a backbone was trained on."""
+
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, mean=(0.0, 0.0, 0.0),
+                 std=(1.0, 1.0, 1.0), bgr: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.offset, self.bgr = float(scale), float(offset), bool(bgr)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def call(self, images):
+        x = ops.cast(images, self.compute_dtype)
+        if self.bgr:
+            x = ops.flip(x, axis=-1)
+        shift = ops.convert_to_tensor([self.offset - m for m in self.mean], dtype=x.dtype)
+        inv_std = ops.convert_to_tensor([1.0 / s for s in self.std], dtype=x.dtype)
+        return (x * self.scale + shift) * inv_std
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset,
+                "mean": list(self.mean), "std": list(self.std), "bgr": self.bgr}
+
+
+def preprocessing_layer(spec: Preprocessing, name: str = "preprocessing") -> ImagePreprocessing:
+    return ImagePreprocessing(spec.scale, spec.offset, spec.mean, spec.std, spec.bgr, name=name)
