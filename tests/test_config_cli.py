@@ -1,0 +1,92 @@
+"""TrainConfig validation, config files and the ``ftx train`` flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from training.config import ConfigError, TrainConfig, read_config_file
+from training.train_cli import add_arguments, config_from_args
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("backbone", "vgg19", "backbone must be one of"),
+    ("strategy", "finetune", "strategy must be one of"),
+    ("epochs", 0, "epochs must be a positive integer, got 0"),
+    ("image_size", 16, "image_size must be between 32 and 1024, got 16"),
+    ("dropout", 1.5, "dropout must be in [0, 1), got 1.5"),
+    ("learning_rate", -1.0, "learning_rate must be in (0, 10), got -1.0"),
+    ("validation_split", 1.0, "validation_split must be in (0, 1), got 1.0"),
+    ("class_weight", "auto", "class_weight must be one of none, balanced; got 'auto'"),
+])
+def test_bad_values_name_the_field_and_value(field, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        dataclasses.replace(TrainConfig(), **{field: value}).validate()
+
+
+def test_every_config_field_has_a_flag():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    dests = {action.dest for action in parser._actions}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "augment":
+            assert {"augment_flip", "augment_rotation", "augment_zoom", "augment_contrast",
+                    "augment_brightness"} <= dests
+        else:
+            assert field.name in dests, f"no flag for {field.name}"
+
+
+def test_precedence_defaults_file_flags(tmp_path):
+    config_file = tmp_path / "train.toml"
+    config_file.write_text('[train]\nbackbone = "efficientnet_lite0"\nepochs = 3\n'
+                           '[train.augment]\nflip = true\n')
+    config = config_from_args(parse("--config", str(config_file), "--epochs", "7", "--augment-zoom", "0.1"))
+    assert config.backbone == "efficientnet_lite0"  # from the file
+    assert config.epochs == 7  # flag beats file
+    assert config.augment.flip is True and config.augment.zoom == 0.1
+    assert config.batch_size == TrainConfig().batch_size  # default
+
+
+def test_yaml_config_and_unknown_keys(tmp_path):
+    good = tmp_path / "c.yaml"
+    good.write_text("strategy: two-phase\nfine-tune-epochs: 4\n")
+    assert config_from_args(parse("--config", str(good))).fine_tune_epochs == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stratgy: two-phase\n")
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['stratgy'\]"):
+        config_from_args(parse("--config", str(bad)))
+    with pytest.raises(ConfigError, match="must be .toml, .yaml"):
+        read_config_file(good.rename(tmp_path / "c.ini"))
+
+
+def test_learning_rate_defaults_follow_the_strategy():
+    assert TrainConfig(strategy="feature-extraction").resolved_learning_rate == 1e-3
+    assert TrainConfig(strategy="fine-tune").resolved_learning_rate == 1e-4
+    assert TrainConfig(strategy="fine-tune", learning_rate=0.01).resolved_learning_rate == 0.01
+
+
+def test_cli_help_lists_every_flag_with_defaults():
+    result = subprocess.run([sys.executable, "-m", "training.cli", "train", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--strategy", "--fine-tune-layers", "--label-smoothing", "--class-weight", "--augment-flip",
+                 "--early-stopping-patience", "--mixed-precision", "--distribute", "--config", "--strict"):
+        assert flag in result.stdout
+    assert "(default: mobilenet_v2)" in " ".join(result.stdout.split())
+
+
+def test_cli_rejects_bad_value_with_exit_2():
+    result = subprocess.run([sys.executable, "-m", "training.cli", "train", "--strategy", "nope"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "strategy must be one of scratch, feature-extraction, fine-tune, two-phase; got 'nope'" in result.stderr

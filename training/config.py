@@ -1,0 +1,165 @@
+"""``TrainConfig``: every option of ``ftx train`` in one checked dataclass.
+
+The same object comes from flags, from a TOML/YAML file (``--config``) or
+from Python, is validated before any work starts, and is written, resolved,
+into the run directory so a run can be reproduced or resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("scratch", "feature-extraction", "fine-tune", "two-phase")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DISTRIBUTE = ("auto", "none", "mirrored", "multi-worker")
+CLASS_WEIGHTS = ("none", "balanced")
+
+# Learning rates by strategy when --learning-rate is not given: a head alone can
+# learn fast; unfrozen pretrained layers need small steps.
+DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "feature-extraction": 1e-3, "fine-tune": 1e-4, "two-phase": 1e-3}
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed."""
+
+
+@dataclass
+class AugmentOptions:
+    """Train-time augmentation; all zero/False means none."""
+
+    flip: bool = False
+    rotation: float = 0.0  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: float = 0.0
+    contrast: float = 0.0
+    brightness: float = 0.0  # fraction of the 0-255 range
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip or any(v > 0 for v in (self.rotation, self.zoom, self.contrast, self.brightness))
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run. ``None`` means "the strategy's or backbone's default"."""
+
+    data: str = "fashion-mnist"
+    out: str | None = None
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    image_size: int | None = None
+    strategy: str = "fine-tune"
+    fine_tune_layers: int = 30
+    fine_tune_from: str | None = None
+    epochs: int = 10
+    fine_tune_epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    fine_tune_learning_rate: float = 1e-5
+    dropout: float = 0.2
+    dense_units: int = 0
+    label_smoothing: float = 0.0
+    class_weight: str = "none"
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    early_stopping_patience: int = 0
+    validation_split: float = 0.2
+    test_csv: str | None = None
+    roi_crop: bool = False
+    max_test_images: int | None = None
+    cache_features: bool = True
+    seed: int = 42
+    mixed_precision: bool = False
+    distribute: str = "auto"
+    strict: bool = False
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`ConfigError` naming the field, the value and what is allowed."""
+        from training.backbones import BACKBONES
+
+        _choice("backbone", self.backbone, tuple(BACKBONES))
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("distribute", self.distribute, DISTRIBUTE)
+        _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("fine_tune_epochs", self.fine_tune_epochs)
+        _positive("fine_tune_layers", self.fine_tune_layers)
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size must be between 32 and 1024, got {self.image_size}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 10:
+                raise ConfigError(f"{name} must be in (0, 10), got {value}")
+        for name in ("dropout", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.validation_split < 1:
+            raise ConfigError(f"validation_split must be in (0, 1), got {self.validation_split}")
+        if self.dense_units < 0 or self.early_stopping_patience < 0:
+            raise ConfigError("dense_units and early_stopping_patience must be >= 0")
+        if self.max_test_images is not None and self.max_test_images < 1:
+            raise ConfigError(f"max_test_images must be >= 1, got {self.max_test_images}")
+        if self.strategy == "scratch" and self.weights not in ("imagenet", "none"):
+            raise ConfigError("strategy 'scratch' trains from random init: drop --weights")
+        return self
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.strategy]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a plain dict (file contents); unknown keys are an error, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
+        augment = values.pop("augment", None) or {}
+        if not isinstance(augment, dict):
+            raise ConfigError(f"augment must be a table of options, got {augment!r}")
+        augment_known = {f.name for f in dataclasses.fields(AugmentOptions)}
+        if set(augment) - augment_known:
+            raise ConfigError(f"unknown augment key(s) {sorted(set(augment) - augment_known)}; "
+                              f"allowed: {sorted(augment_known)}")
+        return cls(**values, augment=AugmentOptions(**augment))
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def read_config_file(path: Path | str) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON file into a dict (a ``[train]`` table is unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        values = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        values = json.loads(text)
+    else:
+        raise ConfigError(f"config file must be .toml, .yaml, .yml or .json, got {path.name}")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a table of options at the top level")
+    return values.get("train", values)

@@ -1,0 +1,125 @@
+"""``ftx train``: flags (or ``--config FILE``) -> :func:`training.train.train`.
+
+Precedence: built-in defaults < config file < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from training.config import STRATEGIES, ConfigError, TrainConfig, read_config_file
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = TrainConfig()
+
+# flag -> (config key, type, help). Every TrainConfig field has exactly one flag.
+FLAGS: list[tuple[str, str, type, str]] = [
+    ("--data", "data", str, "image folder (folder-per-class, GTSRB layouts) or the builtin 'fashion-mnist'"),
+    ("--out", "out", str, "run directory to create (default: runs/BACKBONE-STRATEGY-TIMESTAMP)"),
+    ("--backbone", "backbone", str, "backbone name (see `ftx cache info`)"),
+    ("--weights", "weights", str, "'imagenet', 'none' (random init) or a local weights file"),
+    ("--image-size", "image_size", int, "input side in pixels (default: the backbone's, 224)"),
+    ("--strategy", "strategy", str, f"one of {', '.join(STRATEGIES)}"),
+    ("--fine-tune-layers", "fine_tune_layers", int, "fine-tune: number of last backbone layers to unfreeze"),
+    ("--fine-tune-from", "fine_tune_from", str, "fine-tune: unfreeze from this backbone layer name on"),
+    ("--epochs", "epochs", int, "epochs (two-phase: of the head phase)"),
+    ("--fine-tune-epochs", "fine_tune_epochs", int, "two-phase: epochs of the fine-tuning phase"),
+    ("--batch-size", "batch_size", int, "batch size"),
+    ("--optimizer", "optimizer", str, "adam, adamw, sgd (momentum 0.9) or rmsprop"),
+    ("--learning-rate", "learning_rate", float, "learning rate (default: 1e-3 head/scratch, 1e-4 fine-tune)"),
+    ("--fine-tune-learning-rate", "fine_tune_learning_rate", float, "two-phase: learning rate of phase 2"),
+    ("--dropout", "dropout", float, "dropout before the classification layer"),
+    ("--dense-units", "dense_units", int, "hidden dense layer in the head (0: none)"),
+    ("--label-smoothing", "label_smoothing", float, "label smoothing of the cross-entropy"),
+    ("--class-weight", "class_weight", str, "'none' or 'balanced' (inverse class frequency)"),
+    ("--early-stopping-patience", "early_stopping_patience", int,
+     "stop after this many epochs without val_loss improvement, restoring the best weights (0: off)"),
+    ("--validation-split", "validation_split", float, "fraction of train held out when there is no valid folder"),
+    ("--test-csv", "test_csv", str, "CSV labelling a test set (GTSRB Test.csv or GT-*.csv)"),
+    ("--max-test-images", "max_test_images", int, "evaluate on a seeded sample of this many test images"),
+    ("--seed", "seed", int, "random seed (data split, shuffling, init, dropout)"),
+    ("--distribute", "distribute", str, "auto, none, mirrored or multi-worker (TF_CONFIG)"),
+]
+SWITCHES: list[tuple[str, str, str]] = [
+    ("--roi-crop", "roi_crop", "crop GTSRB images to their Roi box"),
+    ("--cache-features", "cache_features", "feature-extraction: train the head on cached backbone features"),
+    ("--mixed-precision", "mixed_precision", "float16 compute (GPU only)"),
+    ("--strict", "strict", "fail before training when any file is bad, instead of skipping it"),
+]
+AUGMENT_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--augment-flip", "flip", bool, "random horizontal flips"),
+    ("--augment-rotation", "rotation", float, "random rotation, fraction of a full turn"),
+    ("--augment-zoom", "zoom", float, "random zoom fraction"),
+    ("--augment-contrast", "contrast", float, "random contrast factor"),
+    ("--augment-brightness", "brightness", float, "random brightness, fraction of 0-255"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it)")
+    for flag, key, kind, text in FLAGS:
+        parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
+                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
+    for flag, key, text in SWITCHES:
+        parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
+    group = parser.add_argument_group("augmentation (training images only)")
+    for flag, key, kind, text in AUGMENT_FLAGS:
+        default = getattr(DEFAULTS.augment, key)
+        if kind is bool:
+            group.add_argument(flag, dest=f"augment_{key}", action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+        else:
+            group.add_argument(flag, dest=f"augment_{key}", type=kind, default=argparse.SUPPRESS,
+                               help=f"{text} (default: {default})")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def config_from_args(args: argparse.Namespace, base: dict | None = None) -> TrainConfig:
+    """Merge defaults, the ``--config`` file, ``base`` and the flags actually given."""
+    values: dict = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(read_config_file(args.config))
+    given = vars(args)
+    augment = dict(values.get("augment") or {})
+    for key, value in given.items():
+        if key.startswith("augment_"):
+            augment[key[len("augment_"):]] = value
+        elif key in {f.name for f in dataclasses.fields(TrainConfig)}:
+            values[key] = value
+    if augment:
+        values["augment"] = augment
+    return TrainConfig.from_dict(values).validate()
+
+
+def run(args: argparse.Namespace, base: dict | None = None) -> int:
+    try:
+        config = config_from_args(args, base)
+    except (ConfigError, TypeError) as error:
+        print(f"ftx train: {error}", file=sys.stderr)
+        return 2
+    from training.train import train
+
+    try:
+        result = train(config)
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"ftx train: {error}", file=sys.stderr)
+        return 2
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    metrics = result.metrics
+    rows = [("run directory", str(result.run_dir))]
+    for split in ("validation", "test"):
+        if metrics.get(split):
+            rows.append((f"{split} accuracy", f"{metrics[split]['accuracy']:.4f} on {metrics[split]['count']} images"))
+    rows.append(("skipped files", str(metrics["skipped_count"])))
+    rows.append(("wall time", f"{result.seconds:.1f} s"))
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
