@@ -1,0 +1,72 @@
+"""The tf.data inputs each training phase and evaluation needs.
+
+A cached phase gets the frozen backbone's pooled features, computed once per
+run and shuffled with the same seed as the image pipeline, so cached and
+uncached feature extraction see batches in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from training.config import TrainConfig
+from training.data import AugmentConfig, make_dataset
+from training.fit import PhaseData
+from training.model import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def _augment(config: TrainConfig) -> AugmentConfig | None:
+    options = config.augment
+    if not options.enabled:
+        return None
+    return AugmentConfig(flip=options.flip, rotation=options.rotation, zoom=options.zoom,
+                         contrast=options.contrast, brightness=options.brightness)
+
+
+def split_dataset(records, image_size: int, batch_size: int, crop_roi: bool = False) -> tf.data.Dataset:
+    """Unshuffled, unaugmented (images, labels) batches in record order."""
+    return make_dataset(records, image_size, batch_size, shuffle=False, seed=0, augment=None, cache=False,
+                        crop_roi=crop_roi)
+
+
+def record_images(records, image_size: int, crop_roi: bool = False) -> np.ndarray:
+    """Decode ``records`` to uint8 ``[N, H, W, 3]`` for the prediction grids."""
+    batches = [x.numpy() for x, _ in split_dataset(records, image_size, 64, crop_roi)]
+    return np.clip(np.rint(np.concatenate(batches)), 0, 255).astype(np.uint8)
+
+
+def _feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
+    if seed is not None:
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def phase_data(classifier: Classifier, splits, image_size: int, config: TrainConfig, use_feature_cache: bool,
+               cache: dict[str, PhaseData]) -> PhaseData:
+    """Image batches for phases that run the backbone, cached features for head-only phases."""
+    if not use_feature_cache:
+        train = make_dataset(splits.train, image_size, config.batch_size, shuffle=True, seed=config.seed,
+                             augment=_augment(config), cache=True, crop_roi=config.roi_crop)
+        valid = (make_dataset(splits.valid, image_size, config.batch_size, shuffle=False, seed=0, augment=None,
+                              cache=True, crop_roi=config.roi_crop) if splits.valid else None)
+        return PhaseData(train=train, valid=valid, num_train=len(splits.train), batch_size=config.batch_size)
+    if "features" not in cache:
+        log.info("computing backbone features once for %d training images", len(splits.train))
+        feature_sets = {}
+        for name, records in (("train", splits.train), ("valid", splits.valid or [])):
+            if records:
+                feature_sets[name] = (classifier.features.predict(
+                    split_dataset(records, image_size, config.batch_size, config.roi_crop).map(lambda x, y: x), verbose=0),
+                    np.array([r.label for r in records]))
+        train_features, train_labels = feature_sets["train"]
+        valid = (_feature_dataset(*feature_sets["valid"], config.batch_size, None) if "valid" in feature_sets else None)
+        cache["features"] = PhaseData(
+            train=_feature_dataset(train_features, train_labels, config.batch_size, config.seed),
+            valid=valid, num_train=len(train_labels), batch_size=config.batch_size)
+    return cache["features"]

@@ -1,0 +1,51 @@
+"""Device placement choices: tf.distribute strategy and mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """``auto``: mirrored on several GPUs, else the default; ``multi-worker`` reads ``TF_CONFIG``."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "none" or (name == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    if name in ("auto", "mirrored"):
+        strategy = tf.distribute.MirroredStrategy()
+        log.info("mirrored strategy over %d replica(s)", strategy.num_replicas_in_sync)
+        return strategy
+    if name == "multi-worker":
+        raw = os.environ.get("TF_CONFIG")
+        if not raw:
+            raise ValueError("--distribute multi-worker needs TF_CONFIG (cluster and task) in the environment")
+        try:
+            json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown distribution strategy {name!r}")
+
+
+@contextlib.contextmanager
+def mixed_precision_policy(enabled: bool) -> Iterator[str]:
+    """float16 compute on GPU when asked; on CPU it would only be slower, so it is refused with a warning."""
+    previous = keras.config.dtype_policy()
+    policy = "float32"
+    if enabled and tf.config.list_physical_devices("GPU"):
+        policy = "mixed_float16"
+    elif enabled:
+        log.warning("--mixed-precision needs a GPU; none is visible, training in float32")
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.config.set_dtype_policy(previous)

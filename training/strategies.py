@@ -1,0 +1,42 @@
+"""The four training strategies as plans of phases.
+
+A phase says which part of the backbone trains, for how long and how fast.
+``two-phase`` is just two of them: the head alone on a frozen base, then the
+last layers unfrozen with a lower learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # "head", "fine-tune" or "scratch"; also the resume checkpoint's name
+    base: str  # "frozen", "last-layers" or "all"
+    epochs: int
+    learning_rate: float
+    use_feature_cache: bool  # train the head on precomputed backbone features
+
+
+def plan_phases(config: TrainConfig) -> list[Phase]:
+    """The phases ``config.strategy`` runs, in order."""
+    lr = config.resolved_learning_rate
+    cache = config.cache_features and not config.augment.enabled
+    if config.strategy == "scratch":
+        return [Phase("scratch", "all", config.epochs, lr, False)]
+    if config.strategy == "feature-extraction":
+        return [Phase("head", "frozen", config.epochs, lr, cache)]
+    if config.strategy == "fine-tune":
+        return [Phase("fine-tune", "last-layers", config.epochs, lr, False)]
+    if config.strategy == "two-phase":
+        return [Phase("head", "frozen", config.epochs, lr, cache),
+                Phase("fine-tune", "last-layers", config.fine_tune_epochs, config.fine_tune_learning_rate, False)]
+    raise ValueError(f"unknown strategy {config.strategy!r}")
+
+
+def weights_for(config: TrainConfig) -> str:
+    """Scratch means random init whatever ``--weights`` says."""
+    return "none" if config.strategy == "scratch" else config.weights
