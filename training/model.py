@@ -3,6 +3,11 @@
 The head is its own small ``keras.Model`` fed by the pooled backbone features,
 so the cached feature-extraction path can train the very same head object on
 precomputed features and the result is the same model as the uncached path.
+
+BatchNorm and fine-tuning: in Keras 3, ``base(x, training=False)`` inside a
+functional model is overridden by ``fit``'s ``training=True`` (keras-team/keras
+#20285). What keeps a BatchNorm layer in inference mode is ``trainable=False``,
+so :func:`unfreeze_last` leaves every BatchNorm layer of the base frozen.
 """
 
 from __future__ import annotations
@@ -41,14 +46,8 @@ def build_head(feature_channels: int, num_classes: int, dropout: float, dense_un
 
 
 def build_classifier(backbone: str, num_classes: int, *, image_size: int | None = None, weights: str = "imagenet",
-                     dropout: float = 0.2, dense_units: int = 0, seed: int = 42,
-                     base_in_inference_mode: bool = True) -> Classifier:
-    """Assemble the classifier.
-
-    ``base_in_inference_mode`` calls the backbone with ``training=False`` so
-    its BatchNorm layers keep their ImageNet statistics even when some of its
-    layers are unfrozen (fine-tuning); training from scratch turns it off.
-    """
+                     dropout: float = 0.2, dense_units: int = 0, seed: int = 42) -> Classifier:
+    """Assemble the classifier: raw RGB 0-255 images in, class probabilities out."""
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     spec = get_backbone(backbone)
@@ -57,7 +56,7 @@ def build_classifier(backbone: str, num_classes: int, *, image_size: int | None 
     head = build_head(base.output_shape[-1], num_classes, dropout, dense_units, seed)
     images = keras.Input((size, size, 3), name="images")
     x = preprocessing_layer(spec.preprocessing)(images)
-    x = base(x, training=False) if base_in_inference_mode else base(x)
+    x = base(x)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(images, head(pooled), name=f"ftx_{backbone}")
     return Classifier(model=model, base=base, head=head, features=keras.Model(images, pooled, name="features"))
@@ -68,7 +67,11 @@ def freeze_base(base: keras.Model) -> None:
 
 
 def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str | None = None) -> int:
-    """Make the last ``count`` layers (or all from ``from_layer`` on) trainable; return how many."""
+    """Make the last ``count`` layers (or all from ``from_layer`` on) trainable; return how many.
+
+    BatchNorm layers stay frozen, hence in inference mode with their ImageNet
+    statistics: a few hundred images would otherwise overwrite them.
+    """
     names = [layer.name for layer in base.layers]
     if from_layer is not None:
         if from_layer not in names:
@@ -82,5 +85,5 @@ def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str |
         start = max(0, len(names) - count)
     base.trainable = True
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= start
+        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
     return len(names) - start

@@ -153,8 +153,7 @@ def train(config: TrainConfig) -> RunResult:
     with mixed_precision_policy(config.mixed_precision), distribution_strategy(config.distribute).scope():
         classifier = build_classifier(config.backbone, len(splits.class_names), image_size=image_size,
                                       weights=weights_for(config), dropout=config.dropout,
-                                      dense_units=config.dense_units, seed=config.seed,
-                                      base_in_inference_mode=config.strategy != "scratch")
+                                      dense_units=config.dense_units, seed=config.seed)
         history, notes = _train_phases(classifier, config, splits, image_size, work)
     train_seconds = time.perf_counter() - started
     evaluation = _evaluate(classifier, splits, image_size, config, work)

@@ -1,0 +1,71 @@
+"""Test accuracy and wall time per training strategy on one dataset.
+
+    python -m benchmarks.strategy_table [--data fashion-mnist] [--epochs 10] [--out benchmarks/results]
+
+Runs scratch, feature-extraction, fine-tune and two-phase with ``mobilenet_v2``
+and fine-tune with ``efficientnet_lite0`` (full test set, default settings
+otherwise) and writes ``strategy_table.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.training_throughput import _machine
+
+CASES = [
+    ("mobilenet_v2", "scratch"),
+    ("mobilenet_v2", "feature-extraction"),
+    ("mobilenet_v2", "fine-tune"),
+    ("mobilenet_v2", "two-phase"),
+    ("efficientnet_lite0", "fine-tune"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ftx-strategies-") as tmp:
+        for backbone, strategy in CASES:
+            config = TrainConfig(data=args.data, backbone=backbone, strategy=strategy, epochs=args.epochs,
+                                 fine_tune_epochs=args.epochs, image_size=args.image_size,
+                                 out=str(Path(tmp) / f"{backbone}-{strategy}"))
+            started = time.perf_counter()
+            result = train(config)
+            metrics = result.metrics
+            rows.append({"backbone": backbone, "strategy": strategy,
+                         "epochs": len(result.history["loss"]),
+                         "validation_accuracy": round(metrics["validation"]["accuracy"], 4),
+                         "test_accuracy": round(metrics["test"]["accuracy"], 4),
+                         "test_images": metrics["test"]["count"],
+                         "train_s": metrics["train_seconds"],
+                         "wall_s": round(time.perf_counter() - started, 1)})
+            print(rows[-1], flush=True)
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(), "settings": vars(args) | {"out": str(args.out)},
+              "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "strategy_table.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Strategies on {args.data}\n", f"{report['date']}, {report['machine']}.\n",
+             "| backbone | strategy | epochs | val acc | test acc (images) | train s | wall s |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['backbone']} | {r['strategy']} | {r['epochs']} | {r['validation_accuracy']:.4f} | "
+              f"{r['test_accuracy']:.4f} ({r['test_images']}) | {r['train_s']:.0f} | {r['wall_s']:.0f} |" for r in rows]
+    (args.out / "strategy_table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
