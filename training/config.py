@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data.augment import AugmentConfig
+
 STRATEGIES = ("scratch", "feature-extraction", "fine-tune", "two-phase")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi-worker")
@@ -28,19 +30,9 @@ class ConfigError(ValueError):
     """A configuration value is not allowed."""
 
 
-@dataclass
-class AugmentOptions:
-    """Train-time augmentation; all zero/False means none."""
-
-    flip: bool = False
-    rotation: float = 0.0  # fraction of a full turn, as keras.layers.RandomRotation
-    zoom: float = 0.0
-    contrast: float = 0.0
-    brightness: float = 0.0  # fraction of the 0-255 range
-
-    @property
-    def enabled(self) -> bool:
-        return self.flip or any(v > 0 for v in (self.rotation, self.zoom, self.contrast, self.brightness))
+def no_augmentation() -> AugmentConfig:
+    """Augmentation is opt-in: every factor off."""
+    return AugmentConfig(flip=False, rotation=0.0, zoom=0.0, contrast=0.0, brightness=0.0)
 
 
 @dataclass
@@ -65,7 +57,7 @@ class TrainConfig:
     dense_units: int = 0
     label_smoothing: float = 0.0
     class_weight: str = "none"
-    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    augment: AugmentConfig = field(default_factory=no_augmentation)
     early_stopping_patience: int = 0
     validation_split: float = 0.2
     test_csv: str | None = None
@@ -127,11 +119,14 @@ class TrainConfig:
         augment = values.pop("augment", None) or {}
         if not isinstance(augment, dict):
             raise ConfigError(f"augment must be a table of options, got {augment!r}")
-        augment_known = {f.name for f in dataclasses.fields(AugmentOptions)}
+        augment_known = {f.name for f in dataclasses.fields(AugmentConfig)}
         if set(augment) - augment_known:
             raise ConfigError(f"unknown augment key(s) {sorted(set(augment) - augment_known)}; "
                               f"allowed: {sorted(augment_known)}")
-        return cls(**values, augment=AugmentOptions(**augment))
+        try:
+            return cls(**values, augment=dataclasses.replace(no_augmentation(), **augment))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -13,19 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from training.config import TrainConfig
-from training.data import AugmentConfig, make_dataset
+from training.data import make_dataset
 from training.fit import PhaseData
 from training.model import Classifier
 
 log = logging.getLogger(__name__)
-
-
-def _augment(config: TrainConfig) -> AugmentConfig | None:
-    options = config.augment
-    if not options.enabled:
-        return None
-    return AugmentConfig(flip=options.flip, rotation=options.rotation, zoom=options.zoom,
-                         contrast=options.contrast, brightness=options.brightness)
 
 
 def split_dataset(records, image_size: int, batch_size: int, crop_roi: bool = False) -> tf.data.Dataset:
@@ -52,7 +44,7 @@ def phase_data(classifier: Classifier, splits, image_size: int, config: TrainCon
     """Image batches for phases that run the backbone, cached features for head-only phases."""
     if not use_feature_cache:
         train = make_dataset(splits.train, image_size, config.batch_size, shuffle=True, seed=config.seed,
-                             augment=_augment(config), cache=True, crop_roi=config.roi_crop)
+                             augment=config.augment if config.augment.enabled else None, cache=True, crop_roi=config.roi_crop)
         valid = (make_dataset(splits.valid, image_size, config.batch_size, shuffle=False, seed=0, augment=None,
                               cache=True, crop_roi=config.roi_crop) if splits.valid else None)
         return PhaseData(train=train, valid=valid, num_train=len(splits.train), batch_size=config.batch_size)

@@ -20,7 +20,5 @@ CONSTRUCTORS = {
 def build(name: str, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """The application without its top, as a feature extractor (no pooling)."""
     constructor = getattr(keras.applications, CONSTRUCTORS[name])
-    kwargs = {"include_top": False, "weights": weights, "input_shape": input_shape}
-    if name == "efficientnet_b0":
-        kwargs["include_preprocessing"] = False  # ftx bakes preprocessing in its own layer
-    return constructor(**kwargs)
+    # Keras' EfficientNetB0 normalises 0-255 input itself, hence ftx's identity preprocessing for it.
+    return constructor(include_top=False, weights=weights, input_shape=input_shape)

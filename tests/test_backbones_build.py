@@ -1,0 +1,110 @@
+"""Backbone table, weights handling and the safe torch checkpoint reader."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from training.backbones import BACKBONES, build_feature_extractor, get_backbone
+from training.backbones.spec import _resolve_weights_path
+from training.backbones.torch_checkpoint import LEGACY_MAGIC, UnsafeCheckpointError, load_state_dict
+from training.backbones.weights import locate_weights, sha256_of
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg19'; choose one of: mobilenet_v2, efficientnet_lite0"):
+        get_backbone("vgg19")
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "keras_mobilenet_v2", "efficientnet_b0"])
+def test_keras_applications_build_without_weights(name):
+    model = build_feature_extractor(name, 32, weights="none")
+    assert model.output_shape[-1] == BACKBONES[name].feature_channels
+
+
+def test_keras_application_loads_a_local_weights_file(tmp_path):
+    source = build_feature_extractor("keras_mobilenet_v2", 32, weights="none")
+    path = tmp_path / "mine.weights.h5"
+    source.save_weights(path)
+    loaded = build_feature_extractor("keras_mobilenet_v2", 32, weights=str(path))
+    for a, b in zip(source.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_missing_weights_file_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="--weights '/nope.pth': no such file"):
+        build_feature_extractor("mobilenet_v2", 32, weights="/nope.pth")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_packaged_weights_are_verified_and_load_as_a_local_path(name):
+    spec = BACKBONES[name]
+    path = locate_weights(spec.packaged_weights)
+    assert sha256_of(path) == spec.packaged_weights.sha256
+    assert _resolve_weights_path(spec, "none") is None
+    by_path = build_feature_extractor(name, 32, weights=str(path))
+    default = build_feature_extractor(name, 32)
+    for a, b in zip(by_path.weights, default.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    random = build_feature_extractor(name, 32, weights="none")
+    assert not np.array_equal(random.weights[0].numpy(), default.weights[0].numpy())
+
+
+def test_real_checkpoints_load_with_the_documented_parameter_counts():
+    mobilenet = load_state_dict(locate_weights(BACKBONES["mobilenet_v2"].packaged_weights))
+    lite = load_state_dict(locate_weights(BACKBONES["efficientnet_lite0"].packaged_weights))
+    assert len(mobilenet) == 314 and mobilenet["classifier.1.weight"].shape == (1000, 1280)
+    assert lite["_conv_stem.weight"].shape == (32, 3, 3, 3) and lite["_fc.weight"].shape == (1000, 1280)
+    learnable = sum(v.size for k, v in mobilenet.items() if not k.endswith(("running_mean", "running_var",
+                                                                             "num_batches_tracked")))
+    assert learnable == 3_504_872
+    assert sum(v.size for k, v in lite.items() if not k.endswith(("running_mean", "running_var",
+                                                                   "num_batches_tracked"))) == 4_652_008
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_legacy_checkpoint_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        for obj in (LEGACY_MAGIC, 1001, {"protocol_version": 1001}, {"w": _Evil()}):
+            pickle.dump(obj, handle, protocol=2)
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load (posix|os).system"):
+        load_state_dict(path)
+
+
+def test_zip_checkpoint_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": _Evil()}, protocol=2))
+    with pytest.raises(UnsafeCheckpointError):
+        load_state_dict(path)
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "x.pth"
+    path.write_bytes(pickle.dumps(123))
+    with pytest.raises(ValueError, match="not a torch checkpoint"):
+        load_state_dict(path)
+
+
+def test_preprocessing_layer_round_trips_through_model_keras(tmp_path):
+    from training.backbones.preprocessing import Preprocessing, preprocessing_layer
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, preprocessing_layer(Preprocessing(mean=(1.0, 2.0, 3.0), std=(2.0, 2.0, 2.0),
+                                                                  bgr=True))(inputs))
+    model.save(tmp_path / "m.keras")
+    x = np.arange(48, dtype=np.float32).reshape(1, 4, 4, 3)
+    expected = (x[..., ::-1] - np.array([1.0, 2.0, 3.0])) / 2.0
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0), expected,
+                               rtol=1e-6)
