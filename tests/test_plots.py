@@ -12,7 +12,7 @@ from matplotlib.colors import same_color
 from matplotlib.figure import Figure
 from PIL import Image
 
-from training import plots
+from training import plots, prediction_plots
 
 HISTORY = {
     "loss": [1.2, 0.8, 0.6, 0.5, 0.35, 0.3],
@@ -53,7 +53,7 @@ def _title_artists(fig: Figure) -> list:
 
 def test_plot_modules_import_neither_pyplot_nor_tensorflow() -> None:
     code = (
-        "import sys, training.plots, training.metrics; "
+        "import sys, training.plots, training.prediction_plots, training.metrics; "
         "bad = [m for m in ('matplotlib.pyplot', 'tensorflow') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )
@@ -180,25 +180,25 @@ def test_confusion_matrix_rejects_wrong_shape() -> None:
 
 def test_prediction_grid_titles_green_when_right_red_when_wrong() -> None:
     images, y_true, y_pred, probs = _predictions()
-    fig = plots.prediction_grid_figure(images, y_true, y_pred, probs, NAMES)
+    fig = prediction_plots.prediction_grid_figure(images, y_true, y_pred, probs, NAMES)
     titles = _title_artists(fig)
     assert len(titles) == 12
     for title, t, p, q in zip(titles, y_true, y_pred, probs):
-        assert title.get_text() == plots.prediction_title(NAMES[t], NAMES[p], q)
+        assert title.get_text() == prediction_plots.prediction_title(NAMES[t], NAMES[p], q)
         expected = plots.RIGHT_COLOR if t == p else plots.WRONG_COLOR
         assert same_color(title.get_color(), expected)
     assert "8 of 12 right" in fig.get_suptitle()
 
 
 def test_prediction_title_convention() -> None:
-    assert plots.prediction_title("cat", "dog", 0.876) == "cat:dog (0.88)"
-    long = plots.prediction_title("End of no passing by vehicles over 3.5 metric tons", "Stop", 0.5)
+    assert prediction_plots.prediction_title("cat", "dog", 0.876) == "cat:dog (0.88)"
+    long = prediction_plots.prediction_title("End of no passing by vehicles over 3.5 metric tons", "Stop", 0.5)
     assert long == "End of no passing by\u2026:\nStop (0.50)"
 
 
 def test_prediction_grid_limits_images_and_keeps_small_grey_crisp() -> None:
     images, y_true, y_pred, probs = _predictions(n=30)
-    fig = plots.prediction_grid_figure(images[..., 0], y_true, y_pred, probs, NAMES, max_images=7)
+    fig = prediction_plots.prediction_grid_figure(images[..., 0], y_true, y_pred, probs, NAMES, max_images=7)
     shown = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(shown) == 7
     assert shown[0].get_array().shape == (28, 28, 3)  # grey repeated to RGB, not colour-mapped
@@ -220,12 +220,12 @@ def test_prediction_grid_rejects_bad_input(change, match) -> None:
     args = {"images": np.zeros((3, 8, 8, 3), np.uint8), "y_true": np.array([0, 1, 2]),
             "y_pred": np.array([0, 1, 2]), "probs": np.array([0.5, 0.6, 0.7])} | change
     with pytest.raises(ValueError, match=match):
-        plots.prediction_grid_figure(class_names=NAMES, **args)
+        prediction_plots.prediction_grid_figure(class_names=NAMES, **args)
 
 
 def test_plot_prediction_grid_writes_png(tmp_path: Path) -> None:
     images, y_true, y_pred, probs = _predictions(n=25)
-    path = plots.plot_prediction_grid(images, y_true, y_pred, probs, NAMES, tmp_path / "grid.png")
+    path = prediction_plots.plot_prediction_grid(images, y_true, y_pred, probs, NAMES, tmp_path / "grid.png")
     width, height = _png_size(path)
     assert 600 < width < 1600 and 600 < height < 1800
     assert path.stat().st_size < 1_000_000
@@ -239,20 +239,20 @@ def test_worst_indices_are_wrong_ones_by_descending_confidence() -> None:
     y_true = np.array([0, 1, 2, 3, 4, 5])
     y_pred = np.array([1, 1, 0, 0, 4, 0])  # 0, 2, 3, 5 wrong
     probs = np.array([0.6, 0.99, 0.9, 0.6, 0.95, 0.7])
-    worst = plots.worst_misclassification_indices
+    worst = prediction_plots.worst_misclassification_indices
     assert worst(y_true, y_pred, probs, k=10).tolist() == [2, 5, 0, 3]
     assert worst(y_true, y_pred, probs, k=2).tolist() == [2, 5]
 
 
 def test_worst_misclassifications_figure_shows_top_k_in_order() -> None:
     images, y_true, y_pred, probs = _predictions(n=24)  # 8 wrong
-    fig = plots.worst_misclassifications_figure(images, y_true, y_pred, probs, NAMES, k=5)
+    fig = prediction_plots.worst_misclassifications_figure(images, y_true, y_pred, probs, NAMES, k=5)
     titles = _title_artists(fig)
     assert len(titles) == 5
     wrong = np.flatnonzero(y_true != y_pred)
     expected = wrong[np.argsort(-probs[wrong])][:5]
     for title, i in zip(titles, expected):
-        caption = plots.prediction_title(NAMES[y_true[i]], NAMES[y_pred[i]], probs[i])
+        caption = prediction_plots.prediction_title(NAMES[y_true[i]], NAMES[y_pred[i]], probs[i])
         assert title.get_text() == caption
         assert same_color(title.get_color(), plots.WRONG_COLOR)
     assert "5 most confident of 8" in fig.get_suptitle()
@@ -260,9 +260,9 @@ def test_worst_misclassifications_figure_shows_top_k_in_order() -> None:
 
 def test_worst_misclassifications_with_none_wrong_still_writes(tmp_path: Path) -> None:
     images, y_true, _, probs = _predictions(n=6)
-    fig = plots.worst_misclassifications_figure(images, y_true, y_true, probs, NAMES)
+    fig = prediction_plots.worst_misclassifications_figure(images, y_true, y_true, probs, NAMES)
     assert "No misclassifications among 6 images" in [t.get_text() for t in fig.axes[0].texts]
-    path = plots.plot_worst_misclassifications(
+    path = prediction_plots.plot_worst_misclassifications(
         images, y_true, y_true, probs, NAMES, tmp_path / "w.png"
     )
     assert _png_size(path)[0] > 100
@@ -270,16 +270,16 @@ def test_worst_misclassifications_with_none_wrong_still_writes(tmp_path: Path) -
 
 def test_empty_inputs_still_write_a_figure(tmp_path: Path) -> None:
     empty = np.zeros((0, 1, 1, 3), np.uint8), np.array([], int), np.array([], int), np.array([])
-    fig = plots.worst_misclassifications_figure(*empty, NAMES)
+    fig = prediction_plots.worst_misclassifications_figure(*empty, NAMES)
     assert [t.get_text() for t in fig.axes[0].texts] == ["No misclassifications to show"]
-    path = plots.plot_prediction_grid(*empty, NAMES, tmp_path / "grid.png")
+    path = prediction_plots.plot_prediction_grid(*empty, NAMES, tmp_path / "grid.png")
     assert _png_size(path)[0] > 100
 
 
 def test_worst_caption_when_given_only_the_wrong_ones() -> None:
     images, y_true, y_pred, probs = _predictions(n=12)
     wrong = np.flatnonzero(y_true != y_pred)
-    fig = plots.worst_misclassifications_figure(
+    fig = prediction_plots.worst_misclassifications_figure(
         images[wrong], y_true[wrong], y_pred[wrong], probs[wrong], NAMES
     )
     assert fig.get_suptitle() == "4 mistakes, most confident first"
@@ -287,7 +287,7 @@ def test_worst_caption_when_given_only_the_wrong_ones() -> None:
 
 def test_plot_worst_misclassifications_writes_png(tmp_path: Path) -> None:
     images, y_true, y_pred, probs = _predictions(n=40, size=64)
-    path = plots.plot_worst_misclassifications(
+    path = prediction_plots.plot_worst_misclassifications(
         images, y_true, y_pred, probs, NAMES, tmp_path / "w.png"
     )
     width, height = _png_size(path)

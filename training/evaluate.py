@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training import plots
+from training import plots, prediction_plots
 from training.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def write_split_plots(plots_dir: Path, split: str, predictions: Predictions, cla
         images = load_images(indices) if len(indices) else np.zeros((0, 1, 1, 3), np.uint8)
         args = (images, predictions.labels[indices], predictions.predicted[indices],
                 predictions.confidence[indices], class_names, plots_dir / f"{name}_{split}.png")
-        plot = plots.plot_prediction_grid if name == "predictions" else plots.plot_worst_misclassifications
+        plot = (prediction_plots.plot_prediction_grid if name == "predictions"
+                else prediction_plots.plot_worst_misclassifications)
         written.append(plot(*args))
     return written
