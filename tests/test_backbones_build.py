@@ -9,8 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.backbones import BACKBONES, build_feature_extractor, get_backbone
-from training.backbones.spec import _resolve_weights_path
+from training.backbones import BACKBONES, WeightsFileError, build_feature_extractor, get_backbone
 from training.backbones.torch_checkpoint import LEGACY_MAGIC, UnsafeCheckpointError, load_state_dict
 from training.backbones.weights import locate_weights, sha256_of
 
@@ -36,8 +35,20 @@ def test_keras_application_loads_a_local_weights_file(tmp_path):
 
 
 def test_missing_weights_file_is_a_clear_error():
-    with pytest.raises(FileNotFoundError, match="--weights '/nope.pth': no such file"):
+    with pytest.raises(WeightsFileError, match="--weights '/nope.pth': no such file"):
         build_feature_extractor("mobilenet_v2", 32, weights="/nope.pth")
+    with pytest.raises(WeightsFileError, match="--weights '/nope.h5': no such file"):
+        build_feature_extractor("vgg16", 32, weights="/nope.h5")
+
+
+def test_weights_file_of_the_wrong_kind_is_a_clear_error(tmp_path):
+    keras_file = tmp_path / "k.weights.h5"
+    build_feature_extractor("keras_mobilenet_v2", 32, weights="none").save_weights(keras_file)
+    with pytest.raises(WeightsFileError, match="not a readable torch checkpoint for mobilenet_v2"):
+        build_feature_extractor("mobilenet_v2", 32, weights=str(keras_file))
+    lite = locate_weights(BACKBONES["efficientnet_lite0"].packaged_weights)
+    with pytest.raises(WeightsFileError, match="does not fit mobilenet_v2"):
+        build_feature_extractor("mobilenet_v2", 32, weights=str(lite))
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
@@ -45,7 +56,6 @@ def test_packaged_weights_are_verified_and_load_as_a_local_path(name):
     spec = BACKBONES[name]
     path = locate_weights(spec.packaged_weights)
     assert sha256_of(path) == spec.packaged_weights.sha256
-    assert _resolve_weights_path(spec, "none") is None
     by_path = build_feature_extractor(name, 32, weights=str(path))
     default = build_feature_extractor(name, 32)
     for a, b in zip(by_path.weights, default.weights, strict=True):
@@ -98,7 +108,8 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_preprocessing_layer_round_trips_through_model_keras(tmp_path):
-    from training.backbones.preprocessing import Preprocessing, preprocessing_layer
+    from training.backbones import Preprocessing
+    from training.backbones.preprocessing import preprocessing_layer
 
     inputs = keras.Input((4, 4, 3))
     model = keras.Model(inputs, preprocessing_layer(Preprocessing(mean=(1.0, 2.0, 3.0), std=(2.0, 2.0, 2.0),
@@ -108,3 +119,36 @@ def test_preprocessing_layer_round_trips_through_model_keras(tmp_path):
     expected = (x[..., ::-1] - np.array([1.0, 2.0, 3.0])) / 2.0
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0), expected,
                                rtol=1e-6)
+
+
+def _zip_checkpoint(path, size, stride, offset, numel=4):
+    """A hand-assembled zip checkpoint (pickle opcodes, no torch) with one float tensor of this layout."""
+
+    def text(value: str) -> bytes:
+        return b"X" + len(value).to_bytes(4, "little") + value.encode()
+
+    def integer(value: int) -> bytes:
+        return b"J" + value.to_bytes(4, "little", signed=True)
+
+    def tup(values) -> bytes:
+        return b"(" + b"".join(integer(v) for v in values) + b"t"
+
+    storage = b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + integer(numel) + b"tQ"
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + integer(offset) + tup(size) + tup(stride)
+              + b"\x89Nt" + b"R")
+    data = b"\x80\x02}" + text("w") + tensor + b"s."
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", data)
+        archive.writestr("archive/data/0", np.arange(numel, dtype="<f4").tobytes())
+    return path
+
+
+def test_hand_made_checkpoint_loads_and_transposed_views_are_honoured(tmp_path):
+    state = load_state_dict(_zip_checkpoint(tmp_path / "ok.pt", (2, 2), (1, 2), 0))
+    np.testing.assert_array_equal(state["w"], [[0.0, 2.0], [1.0, 3.0]])
+
+
+@pytest.mark.parametrize("size,stride,offset", [((2, 2), (100, 1), 0), ((4,), (1,), 3), ((2,), (-1,), 1)])
+def test_tensor_views_outside_their_storage_are_refused(tmp_path, size, stride, offset):
+    with pytest.raises(ValueError, match="overruns its storage|invalid layout"):
+        load_state_dict(_zip_checkpoint(tmp_path / "bad.pt", size, stride, offset))

@@ -22,7 +22,7 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.mark.parametrize("field,value,message", [
     ("backbone", "vgg19", "backbone must be one of"),
     ("strategy", "finetune", "strategy must be one of"),
-    ("epochs", 0, "epochs must be a positive integer, got 0"),
+    ("epochs", 0, "epochs must be an integer >= 1, got 0"),
     ("image_size", 16, "image_size must be between 32 and 1024, got 16"),
     ("dropout", 1.5, "dropout must be in [0, 1), got 1.5"),
     ("learning_rate", -1.0, "learning_rate must be in (0, 10), got -1.0"),
@@ -90,3 +90,30 @@ def test_cli_rejects_bad_value_with_exit_2():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "strategy must be one of scratch, feature-extraction, fine-tune, two-phase; got 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("bad.toml", "[train\nepochs = 3", "cannot parse"),
+    ("bad.yaml", "epochs: [1, 2\n", "cannot parse"),
+    ("types.yaml", "learning_rate: 1e-3\n", "learning_rate must be float or None, got '1e-3' (str)"),
+    ("augment.toml", "[train]\naugment = true\n", "augment must be a table of options, got True"),
+])
+def test_malformed_config_files_exit_2_with_a_message(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "training.cli", "train", "--config", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_weights_file_exits_2_before_any_training(tmp_path, tiny_dataset):
+    weights = tmp_path / "not-weights.pth"
+    weights.write_bytes(b"garbage")
+    result = subprocess.run([sys.executable, "-m", "training.cli", "train", "--data", str(tiny_dataset),
+                             "--weights", str(weights), "--image-size", "32", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "not a readable torch checkpoint for mobilenet_v2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()

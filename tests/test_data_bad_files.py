@@ -120,3 +120,38 @@ def test_check_image_reports_missing_and_valid_files(tmp_path):
     truncated.write_bytes(_png_bytes()[:-30])
     problem = check_image(truncated)
     assert problem.reason is Reason.CORRUPT and problem.detail
+
+
+def _gtsrb_class_with_bad_tables(root: Path) -> Path:
+    """Two GTSRB class folders whose ``GT-*.csv`` cannot be read: no Filename column, and not UTF-8."""
+    for class_id, table in (("00000", "Width;Height\n8;8\n"), ("00001", None)):
+        folder = root / "Final_Training" / "Images" / class_id
+        _save(folder / "00000_00000.ppm", Image.new("RGB", (8, 8)))
+        if table is None:
+            (folder / f"GT-{class_id}.csv").write_bytes(b"Filename;Roi.X1\n\xff\xfe;1\n")
+        else:
+            (folder / f"GT-{class_id}.csv").write_text(table)
+    return root
+
+
+def test_a_bad_roi_table_is_skipped_not_fatal(tmp_path, caplog):
+    root = _gtsrb_class_with_bad_tables(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        splits = load_splits(root, validation_split=0.0)
+    assert [(r.path.name, r.roi) for r in splits.train] == [("00000_00000.ppm", None)] * 2
+    assert sorted((s.path.name, s.reason) for s in splits.skipped) == [
+        ("GT-00000.csv", Reason.BAD_TABLE), ("GT-00001.csv", Reason.BAD_TABLE)]
+    assert splits.skipped_counts() == {"bad label table": 2}
+    assert "GT-00000.csv" in caplog.text and "found columns ['Width', 'Height']" in caplog.text
+    strict_message = r"(?s)2 data problem\(s\).*GT-00000.csv: bad label table \(GT-00000.csv needs one of"
+    with pytest.raises(DataError, match=strict_message):
+        load_splits(root, strict=True)
+
+
+def test_a_symlink_cycle_is_walked_once(tmp_path):
+    _save(tmp_path / "a" / "x.png", Image.new("RGB", (4, 4)))
+    _save(tmp_path / "a" / "deeper" / "y.png", Image.new("RGB", (4, 4)))
+    (tmp_path / "a" / "deeper" / "up").symlink_to("..")  # a/deeper/up is a again
+    (tmp_path / "a" / "again").symlink_to(tmp_path / "a" / "deeper")  # a second way into a/deeper
+    splits = load_splits(tmp_path, validation_split=0.0)
+    assert sorted(r.path.relative_to(tmp_path).as_posix() for r in splits.train) == ["a/deeper/y.png", "a/x.png"]

@@ -73,7 +73,8 @@ def test_display_names_for_named_folders_and_unmatched_rows(tmp_path, caplog):
 
 def test_names_file_without_the_right_columns_is_an_error(tmp_path):
     (tmp_path / "class_names.csv").write_text("id,label\n0,zero\n")
-    with pytest.raises(DataError, match=r"class_names.csv needs columns ClassId.*found \['id', 'label'\]"):
+    with pytest.raises(DataError, match=r"class_names.csv needs columns ClassId and one of \['Name', 'SignName'\]; "
+                       r"found columns \['id', 'label'\]"):
         read_display_names(tmp_path)
 
 
@@ -82,3 +83,14 @@ def test_resolve_accepts_ids_numbers_and_display_names():
     assert [numeric.resolve(v) for v in ("00001", "1", "01", "2", "Two", "3", "x")] == [1, 1, 1, 2, 2, None, None]
     named = ClassIndex.from_folders(["dog", "cat"], {"cat": "Felis"})
     assert [named.resolve(v) for v in ("cat", "dog", "Felis", "0", "bird")] == [0, 1, 0, None, None]
+
+
+def test_two_classes_with_the_same_display_name_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"'Stop' for class folders \['1', '2'\]"):
+        ClassIndex.from_folders(["0", "1", "2"], {"0": "Yield", "1": "Stop", "2": "Stop"})
+    with pytest.raises(DataError, match=r"'1' for class folders \['0', '1'\]"):  # a name equal to an unnamed id
+        ClassIndex.from_folders(["0", "1"], {"0": "1"})
+    root = _class_folders(tmp_path, ["a", "b"])
+    (root / "class_names.csv").write_text("ClassId,Name\na,Same\nb,Same\n")
+    with pytest.raises(DataError, match="'Same'"):
+        load_splits(root)

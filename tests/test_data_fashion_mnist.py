@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import shutil
+import stat
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from training.atomic import staged_directory
 from training.data import DataError, load_splits
 from training.data import fashion_mnist as fm
 
@@ -78,7 +80,21 @@ def test_an_interrupted_copy_never_looks_complete(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # neither the destination nor a partial copy
     monkeypatch.setattr(fm, "_write", real_write)
     assert fm.materialise(tmp_path / "fm") == tmp_path / "fm"
+    assert stat.S_IMODE((tmp_path / "fm").stat().st_mode) == 0o755  # the cache may be shared
     assert len(list((tmp_path / "fm" / "train").glob("*/*.png"))) == 280
     (tmp_path / "other").mkdir()
     with pytest.raises(DataError, match="other exists but is not a complete ftx Fashion-MNIST folder"):
         fm.materialise(tmp_path / "other")
+
+
+def test_staged_directory_is_readable_by_all_and_appears_only_on_success(tmp_path):
+    with staged_directory(tmp_path / "done") as stage:
+        assert stat.S_IMODE(stage.stat().st_mode) == 0o755  # not mkdtemp's private 0700
+        (stage / "f").write_text("x")
+    assert (tmp_path / "done" / "f").read_text() == "x"
+    with pytest.raises(RuntimeError), staged_directory(tmp_path / "failed"):
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done"]
+    with pytest.raises(FileExistsError, match="done already exists"):
+        with staged_directory(tmp_path / "done"):
+            pass

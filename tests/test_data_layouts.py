@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from training.data import DataError, Reason, Record, load_splits
-from training.data.split import stratified_split, validation_count
+from training.data.split import gtsrb_track, stratified_split, validation_count
 
 KAGGLE_HEADER = "Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"
 GT_HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"
@@ -150,3 +151,42 @@ def test_validation_count_keeps_one_training_image():
     assert validation_count(2, 0.9) == 1
     with pytest.raises(ValueError, match=r"got -0\.1"):
         stratified_split([], -0.1, seed=0)
+
+
+@pytest.mark.parametrize(("name", "track"), [
+    ("00000_00012.ppm", "00000"), ("00042_00001.PPM", "00042"),  # original GTSRB: track_frame.ppm
+    ("00000_00012_00029.png", "00000_00012"), ("00042_00003_00000.PNG", "00042_00003"),  # Kaggle
+])
+def test_gtsrb_frame_names_give_their_track(name, track):
+    assert gtsrb_track(name) == track
+
+
+@pytest.mark.parametrize("name", [
+    "20210517_123456.jpg", "1_001.png", "00000_00012.png", "00000_00012_00029.ppm", "00000_00012_00029.jpg",
+    "000000_00012.ppm", "0000_00012.ppm", "00000_00012_00029_00001.png", "00000_00012.ppm.bak", "a0000_00012.ppm",
+])
+def test_other_names_are_not_gtsrb_frames(name):
+    assert gtsrb_track(name) is None
+
+
+def test_photos_named_by_date_split_by_file_not_by_date():
+    records = [Record(Path(f"/d/0/2021051{day}_{i:06d}.jpg"), 0) for day in (7, 8) for i in range(5)]
+    train, valid = stratified_split(records, 0.2, seed=0)
+    assert len(valid) == 2 and len(train) == 8  # taken for two tracks, one whole day would go to validation
+
+
+def test_a_test_table_without_the_right_columns_is_an_error(tmp_path):
+    root = _kaggle(tmp_path)
+    (root / "Test.csv").write_text("Width,Height,File\n8,6,Test/00000.png\n")
+    with pytest.raises(DataError, match=r"Test.csv needs columns ClassId and one of \['Path', 'Filename'\]; "
+                                        r"found columns \['Width', 'Height', 'File'\]"):
+        load_splits(root)
+
+
+def test_summary_is_the_run_reports_dataset_section(tmp_path):
+    splits = load_splits(_kaggle(tmp_path), validation_split=0.5, seed=1)
+    summary = splits.summary()
+    assert summary == {"source": str(tmp_path), "layout": "split-folders", "classes": 3, "train": 9,
+                       "validation": 9, "test": 3, "skipped": 2,
+                       "skipped_by_reason": {"unknown class": 1, "missing file": 1}}
+    assert json.loads(json.dumps(summary)) == summary

@@ -134,12 +134,17 @@ def test_augmentation_only_when_asked_and_stays_in_range(tmp_path):
     path = _save(tmp_path / "gradient.png", Image.fromarray(gradient.astype(np.uint8)))
     records = [Record(path, 0)] * 8
     plain = _pixels(records)
-    assert np.array_equal(plain, _pixels(records, augment=AugmentConfig(0, 0, 0, 0, 0)))  # all off: untouched
+    assert np.array_equal(plain, _pixels(records, augment=AugmentConfig()))  # the default is all off: untouched
     config = AugmentConfig(flip=True, rotation=0.1, zoom=0.2, contrast=0.3, brightness=0.3)
     augmented = _pixels(records, augment=config, shuffle=True, seed=3)
     assert augmented.dtype == np.float32 and augmented.min() >= 0.0 and augmented.max() <= 255.0
     assert not np.allclose(augmented, plain)
     assert len({a.tobytes() for a in augmented}) > 1  # each image gets its own transform
+
+
+def test_augment_config_default_is_no_augmentation():
+    assert AugmentConfig() == AugmentConfig(flip=False, rotation=0.0, zoom=0.0, contrast=0.0, brightness=0.0)
+    assert not AugmentConfig().enabled and AugmentConfig(zoom=0.1).enabled
 
 
 def test_augment_config_checks_its_values():
@@ -165,6 +170,14 @@ def test_arguments_are_checked():
         make_dataset([], 8, "8", shuffle=False, seed=0, augment=None, cache=False)
     empty = make_dataset([], 8, 4, shuffle=True, seed=0, augment=None, cache=False)
     assert list(empty) == []
+
+
+def test_pil_decode_scales_sixteen_bit_and_drops_alpha(tmp_path):
+    from training.data.pil_decode import pil_decode, pil_to_rgb
+
+    path = _save(tmp_path / "grey16.tif", Image.fromarray(np.full((3, 2), 25700, np.uint16)))
+    assert np.array_equal(pil_decode(str(path).encode()), np.full((3, 2, 3), 100, np.float32))
+    assert np.array_equal(pil_to_rgb(Image.new("RGBA", (2, 2), (1, 2, 3, 4)))[0, 0], np.float32((1, 2, 3)))
 
 
 def test_tensorflow_decodes_only_what_it_decodes_right(tmp_path):

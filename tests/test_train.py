@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import tensorflow as tf
 from training.config import ConfigError, TrainConfig
 from training.data import DataError
 from training.model import build_classifier, unfreeze_last
-from training.train import _class_weights, train
+from training.train import RunLockedError, _class_weights, train
 
 SMALL = {"backbone": "mobilenet_v2", "image_size": 32, "batch_size": 8, "seed": 7}
 
@@ -36,16 +37,18 @@ def test_two_phase_writes_a_complete_run_directory(tiny_dataset, tmp_path):
                  "plots/worst_test.png", "plots/confusion_validation.png"):
         assert (run / name).is_file(), name
     assert not [p for p in run.iterdir() if p.name.startswith(("backup_", "done_", "history_"))]
-    assert (run / "labels.txt").read_text().split() == ["red", "green", "blue"] or \
-        sorted((run / "labels.txt").read_text().split()) == ["blue", "green", "red"]
+    assert (run / "labels.txt").read_text().split() == ["blue", "green", "red"]  # folder names, sorted
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == 4 and len(history["val_loss"]) == 4
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["fine_tune_start_epoch"] == 2
     assert metrics["test"]["count"] == 12 and metrics["validation"]["count"] == 6
-    assert metrics["dataset"] == {"source": str(tiny_dataset), "classes": 3, "train": 18, "validation": 6,
-                                  "test": 12}
-    assert json.loads((run / "config.json").read_text())["strategy"] == "two-phase"
+    assert metrics["dataset"] == {"source": str(tiny_dataset), "layout": "split-folders", "classes": 3, "train": 18,
+                                  "validation": 6, "test": 12, "skipped": 0, "skipped_by_reason": {}}
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["strategy"] == "two-phase"
+    # the resolved config: defaults filled in with what the run used
+    assert saved["learning_rate"] == 1e-3 and saved["image_size"] == 32 and saved["out"] == str(run)
 
     # the SavedModel and model.keras both reproduce the trained model on raw 0-255 pixels
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
@@ -118,10 +121,27 @@ def test_refuses_existing_run_and_changed_partial(tiny_dataset, tmp_path):
         train(small_config(tiny_dataset, tmp_path / "done"))
     partial = tmp_path / "r.partial"
     partial.mkdir()
-    (partial / "config.json").write_text(json.dumps({**small_config(tiny_dataset, tmp_path / "r").to_dict(),
-                                                     "epochs": 99}))
+    resolved = dataclasses.replace(small_config(tiny_dataset, tmp_path / "r").resolved(), out=str(tmp_path / "r"))
+    (partial / "config.json").write_text(json.dumps({**resolved.to_dict(), "epochs": 99}))
     with pytest.raises(ConfigError, match=r"interrupted run with other options \(epochs\)"):
         train(small_config(tiny_dataset, tmp_path / "r"))
+
+
+def test_a_run_being_trained_elsewhere_is_refused(tiny_dataset, tmp_path):
+    import fcntl
+
+    partial = tmp_path / "busy.partial"
+    partial.mkdir()
+    with open(partial / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunLockedError, match="being trained by another process"):
+            train(small_config(tiny_dataset, tmp_path / "busy"))
+
+
+def test_bad_fine_tune_from_fails_before_training(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="--fine-tune-from 'block_99': no such layer in mobilenet_v2"):
+        train(small_config(tiny_dataset, tmp_path / "ftf", strategy="two-phase", fine_tune_from="block_99"))
+    assert not (tmp_path / "ftf.partial").exists()
 
 
 def test_strict_mode_fails_before_training_and_writes_nothing(tiny_dataset, tmp_path):

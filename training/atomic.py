@@ -44,11 +44,12 @@ def write_json(path: Path | str, obj: Any) -> Path:
 
 
 @contextlib.contextmanager
-def staged_directory(final: Path | str, *, keep_on_error: bool = False) -> Iterator[Path]:
+def staged_directory(final: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; rename it to ``final`` on success.
 
     ``final`` must not exist. On an exception the temporary directory is removed
-    (or kept, for resumable work, with ``keep_on_error``) and ``final`` is untouched.
+    and ``final`` is untouched. The directory gets mode 0755 (``mkdtemp`` makes
+    it 0700), as an ordinary published folder would, since caches may be shared.
     """
     final = Path(final)
     if final.exists():
@@ -56,9 +57,9 @@ def staged_directory(final: Path | str, *, keep_on_error: bool = False) -> Itera
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        tmp.chmod(0o755)
         yield tmp
         os.replace(tmp, final)
     except BaseException:
-        if not keep_on_error:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

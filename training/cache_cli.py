@@ -51,8 +51,10 @@ def _fetch() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.data import DataError
+
     try:
         return _fetch() if args.action == "fetch" else _info()
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, DataError) as error:
         print(f"ftx cache: {error}", file=sys.stderr)
         return 1

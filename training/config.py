@@ -30,11 +30,6 @@ class ConfigError(ValueError):
     """A configuration value is not allowed."""
 
 
-def no_augmentation() -> AugmentConfig:
-    """Augmentation is opt-in: every factor off."""
-    return AugmentConfig(flip=False, rotation=0.0, zoom=0.0, contrast=0.0, brightness=0.0)
-
-
 @dataclass
 class TrainConfig:
     """Options of one training run. ``None`` means "the strategy's or backbone's default"."""
@@ -57,7 +52,7 @@ class TrainConfig:
     dense_units: int = 0
     label_smoothing: float = 0.0
     class_weight: str = "none"
-    augment: AugmentConfig = field(default_factory=no_augmentation)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # all off
     early_stopping_patience: int = 0
     validation_split: float = 0.2
     test_csv: str | None = None
@@ -71,17 +66,20 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` naming the field, the value and what is allowed."""
-        from training.backbones import BACKBONES
+        from training.backbones.table import BACKBONES  # keras-free
 
+        _check_types(self)
         _choice("backbone", self.backbone, tuple(BACKBONES))
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("distribute", self.distribute, DISTRIBUTE)
         _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
-        _positive("epochs", self.epochs)
-        _positive("batch_size", self.batch_size)
-        _positive("fine_tune_epochs", self.fine_tune_epochs)
-        _positive("fine_tune_layers", self.fine_tune_layers)
+        for name in ("epochs", "batch_size", "fine_tune_epochs", "fine_tune_layers"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("dense_units", "early_stopping_patience", "seed"):
+            _at_least(name, getattr(self, name), 0)
+        if self.max_test_images is not None:
+            _at_least("max_test_images", self.max_test_images, 1)
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be between 32 and 1024, got {self.image_size}")
         for name in ("learning_rate", "fine_tune_learning_rate"):
@@ -93,13 +91,24 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.validation_split < 1:
             raise ConfigError(f"validation_split must be in (0, 1), got {self.validation_split}")
-        if self.dense_units < 0 or self.early_stopping_patience < 0:
-            raise ConfigError("dense_units and early_stopping_patience must be >= 0")
-        if self.max_test_images is not None and self.max_test_images < 1:
-            raise ConfigError(f"max_test_images must be >= 1, got {self.max_test_images}")
         if self.strategy == "scratch" and self.weights not in ("imagenet", "none"):
-            raise ConfigError("strategy 'scratch' trains from random init: drop --weights")
+            raise ConfigError(f"strategy 'scratch' trains from random init; --weights {self.weights!r} "
+                              "would be ignored: drop it")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).expanduser().is_file():
+            raise ConfigError(f"weights must be 'imagenet', 'none' or an existing file; got {self.weights!r}")
+        if self.test_csv is not None and not Path(self.test_csv).expanduser().is_file():
+            raise ConfigError(f"test_csv {self.test_csv!r}: no such file")
         return self
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every "default" (``None``) replaced by the value the run will use."""
+        from training.backbones.table import get_backbone
+
+        return dataclasses.replace(
+            self,
+            learning_rate=self.resolved_learning_rate,
+            image_size=self.image_size or get_backbone(self.backbone).default_image_size,
+        )
 
     @property
     def resolved_learning_rate(self) -> float:
@@ -116,7 +125,8 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
-        augment = values.pop("augment", None) or {}
+        augment = values.pop("augment", None)
+        augment = {} if augment is None else augment
         if not isinstance(augment, dict):
             raise ConfigError(f"augment must be a table of options, got {augment!r}")
         augment_known = {f.name for f in dataclasses.fields(AugmentConfig)}
@@ -124,9 +134,9 @@ class TrainConfig:
             raise ConfigError(f"unknown augment key(s) {sorted(set(augment) - augment_known)}; "
                               f"allowed: {sorted(augment_known)}")
         try:
-            return cls(**values, augment=dataclasses.replace(no_augmentation(), **augment))
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+            return cls(**values, augment=AugmentConfig(**augment))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"augment: {error}") from None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -134,9 +144,31 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Config files hand over strings for numbers ('1e-3' in YAML) and 'no' for booleans: refuse them by name."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kinds = f.type.replace(" ", "").split("|") if isinstance(f.type, str) else []
+        if value is None and "None" in kinds:
+            continue
+        if "bool" in kinds:
+            ok = isinstance(value, bool)
+        elif "int" in kinds:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif "float" in kinds:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif "str" in kinds:
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            expected = " or ".join(k for k in kinds)
+            raise ConfigError(f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:
@@ -144,17 +176,23 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        values = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        values = yaml.safe_load(text) or {}
-    elif path.suffix == ".json":
-        values = json.loads(text)
-    else:
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"config file must be .toml, .yaml, .yml or .json, got {path.name}")
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            values = yaml.safe_load(text) or {}
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot parse: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a table of options at the top level")
-    return values.get("train", values)
+    values = values.get("train", values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: [train] must be a table of options")
+    return values

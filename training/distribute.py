@@ -35,6 +35,16 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown distribution strategy {name!r}")
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The one worker that writes the run directory (the only one outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type in (None, "chief") or (not has_chief and task_type == "worker" and task_id == 0)
+
+
 @contextlib.contextmanager
 def mixed_precision_policy(enabled: bool) -> Iterator[str]:
     """float16 compute on GPU when asked; on CPU it would only be slower, so it is refused with a warning."""

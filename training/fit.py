@@ -1,16 +1,18 @@
 """Run one training phase: compile, fit (optionally on cached features), log.
 
-Each phase keeps its epoch log and a BackupAndRestore checkpoint in the run's
+Each phase keeps its epoch log and an atomic per-epoch checkpoint in the run's
 partial directory, so a killed run resumes mid-phase with its full history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from training.atomic import write_json
+from training.checkpoint import EpochCheckpoint
+from training.config import TrainConfig
 from training.metrics import first_batch_loss_check
 from training.model import Classifier, freeze_base, unfreeze_last
 from training.strategies import Phase
@@ -58,16 +62,34 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-class EpochLog(keras.callbacks.Callback):
-    """Writes every epoch's metrics and wall time to a JSON file (resume-safe history)."""
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a diverged loss is written as null."""
+    return float(value) if np.isfinite(value) else None
 
-    def __init__(self, path: Path, num_train: int) -> None:
+
+def read_epoch_log(path: Path) -> dict[int, dict[str, float | None]]:
+    """The epoch log a phase left behind (empty if none)."""
+    if not path.is_file():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def epoch_log_history(epochs: dict[int, dict[str, float | None]]) -> dict[str, list[float | None]]:
+    """Per-key lists in epoch order; a key an epoch lacks is ``None``."""
+    keys = sorted({k for row in epochs.values() for k in row})
+    return {k: [epochs[e].get(k) for e in sorted(epochs)] for k in keys}
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Writes every epoch's metrics and wall time to a JSON file (resume-safe history).
+
+    ``epochs`` holds what an interrupted run already logged; the checkpoint
+    restarts at the epoch after the last backup and rewrites any later entry.
+    """
+
+    def __init__(self, path: Path, num_train: int, epochs: dict[int, dict[str, float | None]]) -> None:
         super().__init__()
-        self.path, self.num_train = path, num_train
-        self.epochs: dict[int, dict[str, float]] = {}
-        if path.is_file():
-            self.epochs = {int(k): v for k, v in json.loads(path.read_text()).items()}
-            log.info("resuming %s after epoch %d", path.stem.removeprefix("history_"), max(self.epochs) + 1)
+        self.path, self.num_train, self.epochs = path, num_train, dict(epochs)
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -75,15 +97,10 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         seconds = time.perf_counter() - self._started
-        row = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
+        row = {k: _finite_or_none(v) for k, v in (logs or {}).items() if np.ndim(v) == 0 and k != "learning_rate"}
         row.update(epoch_seconds=seconds, images_per_second=self.num_train / max(seconds, 1e-9))
-        row.pop("learning_rate", None)
         self.epochs[epoch] = row
         write_json(self.path, {str(k): v for k, v in sorted(self.epochs.items())})
-
-    def history(self) -> dict[str, list[float]]:
-        keys = sorted({k for row in self.epochs.values() for k in row})
-        return {k: [self.epochs[e].get(k, float("nan")) for e in sorted(self.epochs)] for k in keys}
 
 
 class FirstBatchLoss(keras.callbacks.Callback):
@@ -112,35 +129,46 @@ def _set_trainable(classifier: Classifier, phase: Phase, fine_tune_layers: int, 
         classifier.base.trainable = True
 
 
-def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, *, num_classes: int, optimizer: str,
-              label_smoothing: float, class_weight: dict[int, float] | None, early_stopping_patience: int,
-              fine_tune_layers: int, fine_tune_from: str | None, work_dir: Path,
-              check_first_batch: bool) -> PhaseResult:
+def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: TrainConfig, *, num_classes: int,
+              class_weight: dict[int, float] | None, work_dir: Path, check_first_batch: bool) -> PhaseResult:
     """Train ``phase`` to completion; resumes from ``work_dir`` if a checkpoint is there."""
-    _set_trainable(classifier, phase, fine_tune_layers, fine_tune_from)
+    _set_trainable(classifier, phase, config.fine_tune_layers, config.fine_tune_from)
     target = classifier.head if phase.use_feature_cache else classifier.model
     target.compile(
-        optimizer=make_optimizer(optimizer, phase.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        optimizer=make_optimizer(config.optimizer, phase.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
-    epoch_log = EpochLog(work_dir / f"history_{phase.name}.json", data.num_train)
+    log_path = work_dir / f"history_{phase.name}.json"
+    logged = read_epoch_log(log_path)
+    if logged:
+        log.info("resuming phase %r after epoch %d", phase.name, max(logged) + 1)
+    epoch_log = EpochLog(log_path, data.num_train, logged)
     first_batch = FirstBatchLoss(num_classes)
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(work_dir / f"backup_{phase.name}")), epoch_log]
-    if check_first_batch and not epoch_log.epochs:
+    # The epoch log comes first: an epoch is logged before it is checkpointed, never the other way round.
+    callbacks: list[keras.callbacks.Callback] = [epoch_log, EpochCheckpoint(work_dir / f"backup_{phase.name}")]
+    if check_first_batch and not logged:
         callbacks.append(first_batch)
-    if early_stopping_patience and data.valid is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience,
+    if config.early_stopping_patience and data.valid is None:
+        log.warning("early stopping needs a validation split; there is none, so it is off")
+    elif config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
                                                        restore_best_weights=True, verbose=1))
 
     def one_hot(x, y):
         return x, tf.one_hot(y, num_classes)
 
-    with warnings.catch_warnings():  # Keras warns "ran out of data" on datasets of unknown length
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
+    with quiet_unknown_length():
         _fit(target, data, one_hot, phase.epochs, class_weight, callbacks)
-    return PhaseResult(history=epoch_log.history(), first_batch_warning=first_batch.warning)
+    return PhaseResult(history=epoch_log_history(epoch_log.epochs), first_batch_warning=first_batch.warning)
+
+
+@contextlib.contextmanager
+def quiet_unknown_length() -> Iterator[None]:
+    """Keras warns "ran out of data" on every dataset of unknown length; ours always are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def _fit(target: keras.Model, data: PhaseData, one_hot, epochs: int, class_weight, callbacks) -> None:

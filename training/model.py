@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keras
 
 from training.backbones import build_feature_extractor, get_backbone
+from training.config import ConfigError
 from training.backbones.preprocessing import preprocessing_layer
 
 
@@ -66,6 +67,15 @@ def freeze_base(base: keras.Model) -> None:
     base.trainable = False
 
 
+def check_fine_tune_from(base: keras.Model, from_layer: str | None) -> None:
+    """Fail before training, not after the head phase, on a layer name the backbone lacks."""
+    names = [layer.name for layer in base.layers]
+    if from_layer is not None and from_layer not in names:
+        close = [n for n in names if from_layer in n][:5]
+        raise ConfigError(f"--fine-tune-from {from_layer!r}: no such layer in {base.name}"
+                         + (f"; similar: {close}" if close else f"; layers are named like {names[1:4]}"))
+
+
 def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str | None = None) -> int:
     """Make the last ``count`` layers (or all from ``from_layer`` on) trainable; return how many.
 
@@ -74,10 +84,7 @@ def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str |
     """
     names = [layer.name for layer in base.layers]
     if from_layer is not None:
-        if from_layer not in names:
-            close = [n for n in names if from_layer in n][:5]
-            raise ValueError(f"--fine-tune-from {from_layer!r}: no such layer in {base.name}"
-                             + (f"; similar: {close}" if close else ""))
+        check_fine_tune_from(base, from_layer)
         start = names.index(from_layer)
     else:
         if count is None or count < 1:

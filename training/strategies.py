@@ -7,9 +7,12 @@ last layers unfrozen with a lower learning rate.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
     """The phases ``config.strategy`` runs, in order."""
     lr = config.resolved_learning_rate
     cache = config.cache_features and not config.augment.enabled
+    if config.cache_features and config.augment.enabled and config.strategy in ("feature-extraction", "two-phase"):
+        log.info("augmentation changes every epoch's images, so backbone features are not cached")
     if config.strategy == "scratch":
         return [Phase("scratch", "all", config.epochs, lr, False)]
     if config.strategy == "feature-extraction":

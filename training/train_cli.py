@@ -62,8 +62,9 @@ AUGMENT_FLAGS: list[tuple[str, str, type, str]] = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it)")
     for flag, key, kind, text in FLAGS:
+        default = getattr(DEFAULTS, key)
         parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
-                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
+                            help=text if default is None else f"{text} (default: {default})")
     for flag, key, text in SWITCHES:
         parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                             help=f"{text} (default: {getattr(DEFAULTS, key)})")
@@ -85,7 +86,10 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
     if getattr(args, "config", None):
         values.update(read_config_file(args.config))
     given = vars(args)
-    augment = dict(values.get("augment") or {})
+    augment = values.get("augment") or {}
+    if not isinstance(augment, dict):
+        raise ConfigError(f"augment must be a table of options, got {augment!r}")
+    augment = dict(augment)
     for key, value in given.items():
         if key.startswith("augment_"):
             augment[key[len("augment_"):]] = value
@@ -99,14 +103,18 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
 def run(args: argparse.Namespace, base: dict | None = None) -> int:
     try:
         config = config_from_args(args, base)
-    except (ConfigError, TypeError) as error:
+    except ConfigError as error:
         print(f"ftx train: {error}", file=sys.stderr)
         return 2
-    from training.train import train
+    from training.backbones.build import WeightsFileError
+    from training.backbones.weights import WeightsUnavailableError
+    from training.data import DataError
+    from training.train import RunLockedError, train
 
     try:
         result = train(config)
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, DataError, FileExistsError, WeightsFileError, WeightsUnavailableError,
+            RunLockedError) as error:
         print(f"ftx train: {error}", file=sys.stderr)
         return 2
     _print_summary(result)

@@ -8,8 +8,6 @@ and stem/head widths not scaled (the Lite variant's rules).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 
@@ -77,8 +75,3 @@ def load_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> int:
 def imagenet_head_weights(state: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [state["_fc.weight"].T, state["_fc.bias"]]
 
-
-def load_weights_file(model: keras.Model, path: Path) -> int:
-    from training.backbones.torch_checkpoint import load_state_dict
-
-    return load_torch_weights(model, load_state_dict(path))

@@ -8,8 +8,6 @@ torch state-dict keys (dots become underscores), which makes the port a lookup.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 
@@ -81,8 +79,3 @@ def imagenet_head_weights(state: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The 1000-class classifier (``classifier.1``) as Keras Dense weights."""
     return [state["classifier.1.weight"].T, state["classifier.1.bias"]]
 
-
-def load_weights_file(model: keras.Model, path: Path) -> int:
-    from training.backbones.torch_checkpoint import load_state_dict
-
-    return load_torch_weights(model, load_state_dict(path))

@@ -6,25 +6,10 @@ remember a backbone's mean and std.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import ops
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """``y = ((x[..., ::-1] if bgr else x) * scale + offset - mean) / std`` per channel."""
-
-    scale: float = 1.0
-    offset: float = 0.0
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    bgr: bool = False
-
-    def as_dict(self) -> dict:
-        return {"scale": self.scale, "offset": self.offset, "mean": list(self.mean),
-                "std": list(self.std), "bgr": self.bgr, "input": "RGB float 0-255, NHWC"}
+from training.backbones.table import Preprocessing
 
 
 @keras.saving.register_keras_serializable(package="ftx")

@@ -88,7 +88,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise UnsafeCheckpointError(f"unexpected persistent id {pid!r}")
         storage_type, key, _location, numel = pid[1], pid[2], pid[3], pid[4]
         if not isinstance(storage_type, _StorageType):
@@ -97,12 +97,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _materialise(ref: _TensorRef, raw: dict[str, bytes]) -> np.ndarray:
+    """Copy the tensor's view out of its storage, after checking it stays inside it.
+
+    ``as_strided`` does no bounds checks, so offsets and strides from the file
+    are validated first: a corrupt or crafted file must not read stray memory.
+    """
+    if ref.storage.key not in raw:
+        raise ValueError(f"checkpoint names storage {ref.storage.key!r} but does not contain it")
     storage = np.frombuffer(raw[ref.storage.key], dtype=ref.storage.dtype)
-    itemsize = storage.itemsize
+    if len(ref.size) != len(ref.stride) or any(s < 0 for s in (*ref.size, *ref.stride)) or ref.offset < 0:
+        raise ValueError(f"tensor with invalid layout: size {ref.size}, stride {ref.stride}, offset {ref.offset}")
     if not ref.size:
+        if ref.offset >= len(storage):
+            raise ValueError(f"scalar at offset {ref.offset} outside a storage of {len(storage)} elements")
         return storage[ref.offset].copy()
+    if 0 in ref.size:
+        return np.zeros(ref.size, dtype=storage.dtype.newbyteorder("="))
+    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+    if last >= len(storage):
+        raise ValueError(f"tensor of size {ref.size} at offset {ref.offset} overruns its storage of "
+                         f"{len(storage)} elements")
     view = np.lib.stride_tricks.as_strided(
-        storage[ref.offset:], shape=ref.size, strides=tuple(s * itemsize for s in ref.stride)
+        storage[ref.offset:], shape=ref.size, strides=tuple(s * storage.itemsize for s in ref.stride)
     )
     return np.ascontiguousarray(view).astype(view.dtype.newbyteorder("="), copy=False)
 
@@ -140,7 +156,14 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
         keys = _RestrictedUnpickler(handle).load()
         raw: dict[str, bytes] = {}
         for key in keys:
-            (numel,) = struct.unpack("<q", handle.read(8))
+            if key not in refs:
+                raise ValueError(f"{path}: storage {key!r} is listed but never referenced")
+            header = handle.read(8)
+            if len(header) != 8:
+                raise ValueError(f"{path}: truncated before storage {key}")
+            (numel,) = struct.unpack("<q", header)
+            if numel < 0 or numel != refs[key].numel:
+                raise ValueError(f"{path}: storage {key} has {numel} elements, expected {refs[key].numel}")
             dtype = refs[key].dtype
             raw[key] = handle.read(numel * dtype.itemsize)
             if len(raw[key]) != numel * dtype.itemsize:

@@ -3,8 +3,8 @@
 Two calls::
 
     splits = load_splits("path/to/GTSRB")        # or "fashion-mnist", the builtin demo data
-    train = make_dataset(splits.train, 224, 32, shuffle=True, seed=0,
-                         augment=AugmentConfig(), cache=True)
+    train = make_dataset(splits.train, 224, 32, shuffle=True, seed=0, cache=True,
+                         augment=AugmentConfig(rotation=0.05, zoom=0.1, contrast=0.1, brightness=0.1))
     valid = make_dataset(splits.valid, 224, 32, shuffle=False, seed=0, augment=None, cache=True)
 
 ``load_splits(data, *, validation_split=0.2, seed=0, strict=False, test_csv=None) -> DatasetSplits``
@@ -19,7 +19,13 @@ Two calls::
 ``DatasetSplits(class_names, class_ids, train, valid, test, skipped, source, layout)``
     Records are ``Record(path, label, roi=None)``; skipped files are
     ``Skipped(path, reason: Reason, detail)``; ``summary()`` is the run
-    report's view (counts per split and per skip reason).
+    report's ``dataset`` section: ``source``, ``layout``, ``classes``,
+    ``train``, ``validation``, ``test``, ``skipped`` (counts) and
+    ``skipped_by_reason``.
+
+``AugmentConfig(flip=False, rotation=0.0, zoom=0.0, contrast=0.0, brightness=0.0)``
+    Keras layer factors; the default is no augmentation. Typical values:
+    rotation 0.05, zoom 0.1, contrast 0.1, brightness 0.1 (``augment.py``).
 
 ``make_dataset(records, image_size, batch_size, *, shuffle, seed, augment, cache, crop_roi=False,
 drop_remainder=False) -> tf.data.Dataset``

@@ -17,17 +17,21 @@ from typing import Any
 class AugmentConfig:
     """What to vary, as Keras layer factors; 0 (or False) turns one off.
 
-    ``flip`` defaults to off because mirrored traffic signs change meaning
-    (keep left <-> keep right); turn it on for photos and clothing.
-    ``rotation`` is a fraction of a full turn (0.05 = up to +-18 degrees);
-    ``zoom``, ``contrast`` and ``brightness`` are fractions (0.1 = +-10%).
+    ``AugmentConfig()`` is no augmentation at all: every factor defaults to
+    off, and a run augments only what its config names. Sensible values to
+    start from are ``rotation=0.05``, ``zoom=0.1``, ``contrast=0.1`` and
+    ``brightness=0.1``. ``rotation`` is a fraction of a full turn (0.05 = up
+    to +-18 degrees); ``zoom``, ``contrast`` and ``brightness`` are fractions
+    (0.1 = +-10%). ``flip`` mirrors left-right: leave it off for traffic signs,
+    where a mirrored sign changes meaning (keep left <-> keep right), and turn
+    it on for photos and clothing.
     """
 
     flip: bool = False
-    rotation: float = 0.05
-    zoom: float = 0.1
-    contrast: float = 0.1
-    brightness: float = 0.1
+    rotation: float = 0.0
+    zoom: float = 0.0
+    contrast: float = 0.0
+    brightness: float = 0.0
 
     def __post_init__(self) -> None:
         limits = {"rotation": 0.5, "zoom": 1.0, "contrast": 1.0, "brightness": 1.0}

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.data.csvs import read_rows
+from training.data.csvs import read_rows, require_columns
 from training.data.records import DataError
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,19 @@ class ClassIndex:
         missing = [class_id for label, class_id in enumerate(ids) if label not in named]
         if display_names and missing:
             log.warning("no display name for class folders %s; using the folder names", missing)
+        _refuse_duplicate_names(ids, names)
         return cls(ids, tuple(names))
+
+
+def _refuse_duplicate_names(ids: tuple[str, ...], names: list[str]) -> None:
+    """Evaluation reports per display name, so two classes sharing one would be merged there."""
+    folders: dict[str, list[str]] = {}
+    for class_id, name in zip(ids, names, strict=True):
+        folders.setdefault(name, []).append(class_id)
+    clashes = [f"{name!r} for class folders {same}" for name, same in folders.items() if len(same) > 1]
+    if clashes:
+        raise DataError(f"display names ({' or '.join(NAME_FILES)}) must be unique; found "
+                        + "; ".join(clashes))
 
 
 def read_display_names(root: Path) -> dict[str, str]:
@@ -103,9 +115,6 @@ def read_display_names(root: Path) -> dict[str, str]:
     if table is None:
         return {}
     rows = read_rows(table)
-    name_column = next((c for c in NAME_COLUMNS if rows and c in rows[0]), None)
-    if not rows or "ClassId" not in rows[0] or name_column is None:
-        found = sorted(rows[0]) if rows else []
-        raise DataError(f"{table} needs columns ClassId and one of {list(NAME_COLUMNS)}; found {found}")
+    name_column = require_columns(table, rows, ["ClassId"], NAME_COLUMNS)
     log.info("display names from %s", table)
     return {row["ClassId"]: row[name_column] for row in rows}

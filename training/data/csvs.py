@@ -30,10 +30,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if not lines:
         raise DataError(f"table {path} is empty; expected a header line")
     delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
-    reader = csv.DictReader(lines, delimiter=delimiter)
     rows = []
-    for row in reader:
-        rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None})
+    try:
+        for row in csv.DictReader(lines, delimiter=delimiter):
+            rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None})
+    except csv.Error as error:
+        raise DataError(f"cannot parse table {path}: {error}") from error
     return rows
 
 
@@ -41,6 +43,20 @@ def column(rows: list[dict[str, str]], candidates: Sequence[str]) -> str | None:
     """The first of ``candidates`` present in the table's header, else None."""
     header = rows[0].keys() if rows else ()
     return next((name for name in candidates if name in header), None)
+
+
+def require_columns(table: Path, rows: list[dict[str, str]], required: Sequence[str],
+                    one_of: Sequence[str]) -> str:
+    """The first of ``one_of`` in the table's header, which must also hold every ``required`` column.
+
+    Otherwise one ``DataError`` names the columns needed and the columns found.
+    """
+    chosen = column(rows, one_of)
+    if chosen is None or not all(name in rows[0] for name in required):
+        needs = f"columns {', '.join(required)} and one of {list(one_of)}" if required else f"one of {list(one_of)}"
+        found = list(rows[0]) if rows else []
+        raise DataError(f"{table} needs {needs}; found columns {found}")
+    return chosen
 
 
 def parse_roi(row: dict[str, str]) -> Roi | None:
@@ -72,10 +88,7 @@ def read_labelled_csv(
     ``GT-final_test.csv``).
     """
     rows = read_rows(table)
-    path_column = column(rows, PATH_COLUMNS)
-    if not rows or path_column is None or "ClassId" not in rows[0]:
-        found = sorted(rows[0]) if rows else []
-        raise DataError(f"{table} needs a ClassId column and one of {list(PATH_COLUMNS)}; found columns {found}")
+    path_column = require_columns(table, rows, ["ClassId"], PATH_COLUMNS)
     records: list[Record] = []
     skipped: list[Skipped] = []
     for number, row in enumerate(rows, start=2):  # line 1 is the header
@@ -95,8 +108,5 @@ def read_labelled_csv(
 def read_roi_table(table: Path) -> dict[str, Roi | None]:
     """``{Filename: roi}`` from a GTSRB ``GT-000NN.csv`` that sits inside a class folder."""
     rows = read_rows(table)
-    path_column = column(rows, PATH_COLUMNS)
-    if path_column is None:
-        found = sorted(rows[0]) if rows else []
-        raise DataError(f"{table} needs one of {list(PATH_COLUMNS)}; found columns {found}")
+    path_column = require_columns(table, rows, [], PATH_COLUMNS)
     return {Path(row[path_column].replace("\\", "/")).name: parse_roi(row) for row in rows}

@@ -76,7 +76,6 @@ def extract_deb_folder(deb: Path, member_dir: str, dest: Path) -> Path:
         if result.returncode != 0 or not source.is_dir():
             raise DataError(f"dpkg-deb -x {deb} gave no {member_dir}: {result.stderr.strip()[-500:]}")
         with staged_directory(dest) as stage:
-            stage.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
             for item in source.iterdir():
                 shutil.move(str(item), stage / item.name)
     return dest

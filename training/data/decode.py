@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from training.data.check import pil_decode
+from training.data.pil_decode import pil_decode
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")  # JPEG, PNG, GIF
 _HEAD = 34  # a BMP's bits-per-pixel sits at byte 28, its compression at byte 30

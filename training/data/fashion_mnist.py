@@ -163,7 +163,6 @@ def materialise(dest: Path | None = None) -> Path:
              TRAIN_PER_CLASS, VALID_PER_CLASS, dest)
     try:
         with staged_directory(dest) as stage:
-            stage.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
             counts = _write(stage, arrays)
             manifest = {"name": NAME, "layout_version": LAYOUT_VERSION, "source": arrays.source,
                         "sample_seed": SAMPLE_SEED, "counts": counts, "class_names": list(CLASS_NAMES)}

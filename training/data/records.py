@@ -30,6 +30,7 @@ class Reason(enum.StrEnum):
     MISSING = "missing file"
     UNKNOWN_CLASS = "unknown class"
     EMPTY_CLASS = "empty class folder"
+    BAD_TABLE = "bad label table"
 
     @property
     def is_problem(self) -> bool:
@@ -87,15 +88,20 @@ class DatasetSplits:
         return dict(Counter(str(s.reason) for s in self.skipped))
 
     def summary(self) -> dict[str, object]:
-        """A JSON-ready description of the splits (counts, not file lists)."""
+        """A JSON-ready description of the splits (counts, not file lists): the run report's ``dataset``.
+
+        Keys: ``source`` (the dataset root read), ``layout`` (how it was read),
+        ``classes`` (number of classes), ``train``, ``validation`` and ``test``
+        (images per split), ``skipped`` (files and folders left out) and
+        ``skipped_by_reason`` (``{reason: count}``, see ``Reason``).
+        """
         return {
             "source": self.source,
             "layout": self.layout,
-            "num_classes": self.num_classes,
-            "class_names": list(self.class_names),
-            "class_ids": list(self.class_ids),
+            "classes": self.num_classes,
             "train": len(self.train),
-            "valid": len(self.valid),
+            "validation": len(self.valid),
             "test": len(self.test),
-            "skipped": self.skipped_counts(),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": self.skipped_counts(),
         }

@@ -3,8 +3,9 @@
 A split folder holds one sub-folder per class; every file below a class folder
 (at any depth) is a candidate image of that class. Files directly in the split
 folder belong to no class and are ignored. A GTSRB ``GT-*.csv`` inside a class
-folder is read for its ROI boxes instead of being taken for an image. Nothing
-here decodes images: ``check.check_files`` does that once for all splits.
+folder is read for its ROI boxes instead of being taken for an image (one that
+cannot be read is skipped as a ``bad label table``). Nothing here decodes
+images: ``check.check_files`` does that once for all splits.
 """
 
 from __future__ import annotations
@@ -33,13 +34,26 @@ def list_class_folders(split_dir: Path) -> list[str]:
 
 
 def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
-    """Every visible file below ``folder``, sorted; hidden files and folders go to ``skipped``."""
+    """Every visible file below ``folder``, sorted; hidden files and folders go to ``skipped``.
+
+    Symbolic links are followed (datasets are often assembled from links), but
+    each real folder is entered once, so a link to an ancestor cannot loop
+    forever and two links to one folder do not list its files twice.
+    """
     files: list[Path] = []
+    visited = {os.path.realpath(folder)}
     for current, dirs, names in os.walk(folder, followlinks=True):
         here = Path(current)
         for name in [d for d in dirs if is_hidden(d)]:
             skipped.append(Skipped(here / name, Reason.HIDDEN))
             dirs.remove(name)
+        dirs.sort(key=lambda d: ((here / d).is_symlink(), d))  # a real folder wins over a link to it
+        for name in list(dirs):
+            real = os.path.realpath(here / name)
+            if real in visited:
+                log.info("not entering %s again: it is %s, already listed", here / name, real)
+                dirs.remove(name)
+            visited.add(real)
         for name in names:
             if is_hidden(name):
                 skipped.append(Skipped(here / name, Reason.HIDDEN))
@@ -49,11 +63,19 @@ def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
 
 
 def _roi_tables(folder: Path, files: list[Path], skipped: list[Skipped]) -> dict[str, Roi | None]:
-    """ROIs by file name from the class folder's ``GT-*.csv``; rows naming absent files are skipped."""
+    """ROIs by file name from the class folder's ``GT-*.csv``; rows naming absent files are skipped.
+
+    A table that cannot be read is skipped as a whole: its images keep no ROI.
+    """
     rois: dict[str, Roi | None] = {}
     present = {f.name for f in files}
     for table in (f for f in files if f.parent == folder and is_roi_table(f.name)):
-        for name, roi in read_roi_table(table).items():
+        try:
+            table_rois = read_roi_table(table)
+        except DataError as error:
+            skipped.append(Skipped(table, Reason.BAD_TABLE, str(error).replace(str(table), table.name)))
+            continue
+        for name, roi in table_rois.items():
             if name in present:
                 rois[name] = roi
             else:

@@ -5,7 +5,8 @@ the split of one class never depends on the others and a given seed always
 gives the same split. GTSRB training images come in tracks of ~30 frames of
 one physical sign (``00000_00012_00029.png``: class, track, frame); a random
 split would put near-identical frames on both sides and make validation
-accuracy meaningless, so files named like that are split by whole tracks.
+accuracy meaningless, so files named like that (or like the original release's
+``00012_00029.ppm``: track, frame) are split by whole tracks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import numpy as np
 
 from training.data.records import Record
 
-_GTSRB_FRAME = re.compile(r"(?P<track>(?:\d+_)?\d+)_\d+")
+_GTSRB_FRAMES = (
+    re.compile(r"(?P<track>\d{5})_\d{5}\.ppm", re.IGNORECASE | re.ASCII),  # original: track_frame.ppm, class = folder
+    re.compile(r"(?P<track>\d{5}_\d{5})_\d{5}\.png", re.IGNORECASE | re.ASCII),  # Kaggle: class_track_frame.png
+)
 
 
 def validation_count(n: int, fraction: float) -> int:
@@ -26,9 +30,20 @@ def validation_count(n: int, fraction: float) -> int:
     return max(0, min(n - 1, int(n * fraction + 0.5)))
 
 
+def gtsrb_track(file_name: str) -> str | None:
+    """The track a GTSRB frame file name belongs to (``00000_00012_00029.png`` -> ``00000_00012``), else None.
+
+    Only GTSRB's own names count, so that photos named ``20210517_123456.jpg``
+    are not grouped by date as if they were one track.
+    """
+    for pattern in _GTSRB_FRAMES:
+        if match := pattern.fullmatch(file_name):
+            return match["track"]
+    return None
+
+
 def _track(record: Record) -> str:
-    match = _GTSRB_FRAME.fullmatch(record.path.stem)
-    return match["track"] if match else str(record.path)
+    return gtsrb_track(record.path.name) or str(record.path)
 
 
 def _split_class(items: list[Record], fraction: float, rng: np.random.Generator) -> tuple[list[Record], list[Record]]:

@@ -1,4 +1,4 @@
-"""The tf.data inputs each training phase and evaluation needs.
+"""The tf.data inputs each training phase and evaluation needs (built on ``training.data``).
 
 A cached phase gets the frozen backbone's pooled features, computed once per
 run and shuffled with the same seed as the image pipeline, so cached and
@@ -14,10 +14,21 @@ import tensorflow as tf
 
 from training.config import TrainConfig
 from training.data import make_dataset
-from training.fit import PhaseData
+from training.fit import PhaseData, quiet_unknown_length
 from training.model import Classifier
 
 log = logging.getLogger(__name__)
+
+MEMORY_CACHE_LIMIT_BYTES = 2 << 30  # decoded uint8 images held in RAM; beyond this, decode every epoch
+
+
+def _cache_choice(count: int, image_size: int) -> bool:
+    needed = count * image_size * image_size * 3
+    if needed > MEMORY_CACHE_LIMIT_BYTES:
+        log.info("not caching %d decoded images in memory (%.1f GB > %.1f GB): decoding every epoch",
+                 count, needed / 1e9, MEMORY_CACHE_LIMIT_BYTES / 1e9)
+        return False
+    return True
 
 
 def split_dataset(records, image_size: int, batch_size: int, crop_roi: bool = False) -> tf.data.Dataset:
@@ -44,18 +55,22 @@ def phase_data(classifier: Classifier, splits, image_size: int, config: TrainCon
     """Image batches for phases that run the backbone, cached features for head-only phases."""
     if not use_feature_cache:
         train = make_dataset(splits.train, image_size, config.batch_size, shuffle=True, seed=config.seed,
-                             augment=config.augment if config.augment.enabled else None, cache=True, crop_roi=config.roi_crop)
+                             augment=config.augment if config.augment.enabled else None,
+                             cache=_cache_choice(len(splits.train), image_size), crop_roi=config.roi_crop)
         valid = (make_dataset(splits.valid, image_size, config.batch_size, shuffle=False, seed=0, augment=None,
-                              cache=True, crop_roi=config.roi_crop) if splits.valid else None)
+                              cache=_cache_choice(len(splits.valid), image_size), crop_roi=config.roi_crop)
+                 if splits.valid else None)
         return PhaseData(train=train, valid=valid, num_train=len(splits.train), batch_size=config.batch_size)
     if "features" not in cache:
         log.info("computing backbone features once for %d training images", len(splits.train))
         feature_sets = {}
         for name, records in (("train", splits.train), ("valid", splits.valid or [])):
             if records:
-                feature_sets[name] = (classifier.features.predict(
-                    split_dataset(records, image_size, config.batch_size, config.roi_crop).map(lambda x, y: x), verbose=0),
-                    np.array([r.label for r in records]))
+                with quiet_unknown_length():
+                    features = classifier.features.predict(
+                        split_dataset(records, image_size, config.batch_size, config.roi_crop).map(lambda x, y: x),
+                        verbose=0)
+                feature_sets[name] = (features, np.array([r.label for r in records]))
         train_features, train_labels = feature_sets["train"]
         valid = (_feature_dataset(*feature_sets["valid"], config.batch_size, None) if "valid" in feature_sets else None)
         cache["features"] = PhaseData(
