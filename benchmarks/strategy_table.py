@@ -34,15 +34,23 @@ def main() -> None:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--only", action="append", metavar="BACKBONE:STRATEGY[:EPOCHS]",
+                        help="run just these cases (repeatable), e.g. efficientnet_lite0:fine-tune")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
+    cases = CASES
+    if args.only:
+        wanted = {tuple(item.split(":")) for item in args.only}
+        cases = [c for c in CASES if (c[0], c[1]) in wanted or (c[0], c[1], str(c[2])) in wanted]
+        if not cases:
+            parser.error(f"--only {args.only} matches no case; cases: {[f'{b}:{s}:{e}' for b, s, e in CASES]}")
 
     from training.config import TrainConfig
     from training.train import train
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ftx-strategies-") as tmp:
-        for backbone, strategy, epochs in CASES:
+        for backbone, strategy, epochs in cases:
             config = TrainConfig(data=args.data, backbone=backbone, strategy=strategy, epochs=epochs or args.epochs,
                                  fine_tune_epochs=args.epochs, image_size=args.image_size,
                                  out=str(Path(tmp) / f"{backbone}-{strategy}-{epochs}"))
@@ -57,6 +65,10 @@ def main() -> None:
                          "train_s": metrics["train_seconds"],
                          "wall_s": round(time.perf_counter() - started, 1)})
             print(rows[-1], flush=True)
+            _write_report(rows, args)  # after every case: a crash later keeps what was measured
+
+
+def _write_report(rows: list[dict], args: argparse.Namespace) -> None:
     report = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(), "settings": vars(args) | {"out": str(args.out)},
               "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -67,8 +79,6 @@ def main() -> None:
     lines += [f"| {r['backbone']} | {r['strategy']} | {r['epochs']} | {r['validation_accuracy']:.4f} | "
               f"{r['test_accuracy']:.4f} ({r['test_images']}) | {r['train_s']:.0f} | {r['wall_s']:.0f} |" for r in rows]
     (args.out / "strategy_table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

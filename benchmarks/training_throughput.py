@@ -53,6 +53,9 @@ def measure(data: str, backbone: str, image_size: int, epochs: int, batch_size: 
             started = time.perf_counter()
             result = train(config)
             epoch_seconds = result.history["epoch_seconds"]
+            start = result.metrics.get("fine_tune_start_epoch") or 0
+            if start:  # two-phase: time the fine-tuning phase, whose epochs run the backbone
+                label, epoch_seconds = f"{label}: fine-tune phase", epoch_seconds[start:]
             steady = epoch_seconds[1:] or epoch_seconds
             rows.append({
                 "case": label,

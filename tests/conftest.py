@@ -34,3 +34,15 @@ def make_tiny_dataset(root: Path, train_per_class: int = 8, test_per_class: int 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A finished training run on the tiny dataset (mobilenet_v2 at 32 px, feature extraction, 2 epochs)."""
+    from training.config import TrainConfig
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(data=str(tiny_dataset), out=str(out), backbone="mobilenet_v2", image_size=32,
+                         strategy="feature-extraction", epochs=2, batch_size=8, seed=3)
+    return train(config).run_dir

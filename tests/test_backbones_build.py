@@ -152,3 +152,18 @@ def test_hand_made_checkpoint_loads_and_transposed_views_are_honoured(tmp_path):
 def test_tensor_views_outside_their_storage_are_refused(tmp_path, size, stride, offset):
     with pytest.raises(ValueError, match="overruns its storage|invalid layout"):
         load_state_dict(_zip_checkpoint(tmp_path / "bad.pt", size, stride, offset))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_classifier_exports_to_a_saved_model(name, tmp_path):
+    """Layer names become variable scopes: SavedModel refuses some (a leading '_' once broke Lite0)."""
+    import tensorflow as tf
+
+    from training.model import build_classifier
+
+    model = build_classifier(name, 3, image_size=32).model
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: it owns the variables
+    served = loaded.serve(tf.constant(images)).numpy()
+    np.testing.assert_allclose(served, model.predict(images, verbose=0), atol=1e-5)

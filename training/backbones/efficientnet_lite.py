@@ -1,7 +1,8 @@
 """EfficientNet-Lite0 built in Keras, with TF's ImageNet weights ported from torch.
 
 The weights were trained in TensorFlow and carried to torch in lukemelas'
-``efficientnet_pytorch`` key names, so this topology is TF's: "same" padding
+``efficientnet_pytorch`` key names (layer names here are those keys without
+their leading underscores), so this topology is TF's: "same" padding
 (asymmetric on stride 2), BatchNorm epsilon 1e-3, ReLU6, no squeeze-excite,
 and stem/head widths not scaled (the Lite variant's rules).
 """
@@ -29,16 +30,16 @@ def _relu6(x, name: str):
 
 
 def _mbconv(x, index: int, kernel: int, stride: int, expansion: int, in_channels: int, out_channels: int):
-    prefix = f"_blocks_{index}"
+    prefix = f"blocks_{index}"
     shortcut = x
     if expansion != 1:
-        x = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=f"{prefix}__expand_conv")(x)
-        x = _relu6(_bn(x, f"{prefix}__bn0"), f"{prefix}_expand_relu6")
+        x = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=f"{prefix}_expand_conv")(x)
+        x = _relu6(_bn(x, f"{prefix}_bn0"), f"{prefix}_expand_relu6")
     x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                     name=f"{prefix}__depthwise_conv")(x)
-    x = _relu6(_bn(x, f"{prefix}__bn1"), f"{prefix}_depthwise_relu6")
-    x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=f"{prefix}__project_conv")(x)
-    x = _bn(x, f"{prefix}__bn2")
+                                     name=f"{prefix}_depthwise_conv")(x)
+    x = _relu6(_bn(x, f"{prefix}_bn1"), f"{prefix}_depthwise_relu6")
+    x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=f"{prefix}_project_conv")(x)
+    x = _bn(x, f"{prefix}_bn2")
     if stride == 1 and in_channels == out_channels:
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
     return x
@@ -47,25 +48,29 @@ def _mbconv(x, index: int, kernel: int, stride: int, expansion: int, in_channels
 def build(input_shape: tuple[int, int, int] = (224, 224, 3), name: str = "efficientnet_lite0") -> keras.Model:
     """The feature extractor: normalised images in, the 7x7x1280 map (at 224) out."""
     inputs = keras.Input(shape=input_shape, name="normalised_images")
-    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="_conv_stem")(inputs)
-    x = _relu6(_bn(x, "_bn0"), "stem_relu6")
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv_stem")(inputs)
+    x = _relu6(_bn(x, "bn0"), "stem_relu6")
     index = 0
     for repeats, kernel, first_stride, expansion, in_channels, out_channels in BLOCK_ARGS:
         for repeat in range(repeats):
             x = _mbconv(x, index, kernel, first_stride if repeat == 0 else 1, expansion,
                         in_channels if repeat == 0 else out_channels, out_channels)
             index += 1
-    x = keras.layers.Conv2D(1280, 1, use_bias=False, name="_conv_head")(x)
-    x = _relu6(_bn(x, "_bn1"), "head_relu6")
+    x = keras.layers.Conv2D(1280, 1, use_bias=False, name="conv_head")(x)
+    x = _relu6(_bn(x, "bn1"), "head_relu6")
     return keras.Model(inputs, x, name=name)
 
 
 def _torch_key(layer_name: str) -> str:
-    """``_blocks_3__expand_conv`` -> ``_blocks.3._expand_conv``; top-level names are unchanged."""
-    if layer_name.startswith("_blocks_"):
-        index, rest = layer_name[len("_blocks_"):].split("_", 1)
-        return f"_blocks.{index}.{rest}"
-    return layer_name
+    """``blocks_3_expand_conv`` -> ``_blocks.3._expand_conv``; ``conv_stem`` -> ``_conv_stem``.
+
+    Keras layer names may not start with ``_`` (SavedModel rejects such
+    variable scopes), so the torch keys' leading underscores are added back here.
+    """
+    if layer_name.startswith("blocks_"):
+        index, rest = layer_name[len("blocks_"):].split("_", 1)
+        return f"_blocks.{index}._{rest}"
+    return f"_{layer_name}"
 
 
 def load_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> int:

@@ -34,7 +34,8 @@ def tf_can_decode(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(known))
 
 
-def _decode_native(data: tf.Tensor) -> tf.Tensor:
+def decode_native(data: tf.Tensor) -> tf.Tensor:
+    """TensorFlow's decoders only: graph-serialisable, so the exported model's bytes signature uses it too."""
     # float32 output is value / (2**bits - 1), so * 255 serves 8- and 16-bit files alike.
     image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
     return tf.round(image * 255.0)
@@ -48,7 +49,7 @@ def _decode_pil(path: tf.Tensor) -> tf.Tensor:
 
 def decode_rgb(path: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
     """``float32 [H, W, 3]`` with whole values 0-255 from a file's path and bytes."""
-    image = tf.cond(tf_can_decode(data), lambda: _decode_native(data), lambda: _decode_pil(path))
+    image = tf.cond(tf_can_decode(data), lambda: decode_native(data), lambda: _decode_pil(path))
     image.set_shape([None, None, 3])
     return image
 
@@ -77,7 +78,12 @@ def load_example(path: tf.Tensor, label: tf.Tensor, roi: tf.Tensor, *, image_siz
     image = decode_rgb(path, tf.io.read_file(path))
     if crop_roi:
         image = crop_to_roi(image, roi)
+    return tf.cast(resize_rounded(image, image_size), tf.uint8), label
+
+
+def resize_rounded(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """float32 ``[S, S, 3]`` of whole values 0-255: the one resize of training and serving alike."""
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
-    return image, label
+    return image

@@ -1,0 +1,44 @@
+"""TF Serving's model layout: ``EXPORT_ROOT/NAME/<integer version>/``.
+
+A version is written beside its final place and renamed in, so TF Serving's
+file-system poller (and ``ftx serve``) never sees a half-written version, and
+an existing version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class VersionError(ValueError):
+    """A model name or version that cannot be used."""
+
+
+def check_model_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise VersionError(f"model name {name!r} must be 1-128 letters, digits, '_', '.', '-' "
+                           "and start with a letter or digit")
+    return name
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """Integer-named version directories (what TF Serving loads); temporary ones are ignored."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def choose_version(model_dir: Path, requested: int | None) -> int:
+    """The next free version, or ``requested`` if it is a free positive integer."""
+    versions = existing_versions(model_dir)
+    if requested is None:
+        return (versions[-1] + 1) if versions else 1
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise VersionError(f"--version must be a positive integer, got {requested!r}")
+    if requested in versions or (model_dir / str(requested)).exists():
+        raise VersionError(f"version {requested} of {model_dir.name} already exists at {model_dir / str(requested)}; "
+                           f"existing versions: {versions}; omit --version to take {versions[-1] + 1}")
+    return requested
