@@ -185,3 +185,29 @@ def test_killed_run_resumes_where_it_stopped(tiny_dataset, tmp_path):
     done = sorted(int(k) for k in before)
     # epochs finished before the kill were not trained again: their timings are the first process's
     assert history["epoch_seconds"][: len(done) - 1] == [before[str(e)]["epoch_seconds"] for e in done[:-1]]
+
+
+def test_mirrored_strategy_trains_on_one_cpu_replica(tiny_dataset, tmp_path):
+    result = train(small_config(tiny_dataset, tmp_path / "mirrored", strategy="feature-extraction", epochs=1,
+                                distribute="mirrored", max_test_images=3))
+    assert (result.run_dir / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_multi_worker_without_tf_config_is_a_config_error(monkeypatch):
+    from training.distribute import distribution_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="needs TF_CONFIG"):
+        distribution_strategy("multi-worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        distribution_strategy("multi-worker")
+
+
+def test_mixed_precision_is_refused_without_a_gpu(caplog):
+    from training.distribute import mixed_precision_policy
+
+    with mixed_precision_policy(True) as policy:
+        assert policy == "float32"
+        assert keras.config.dtype_policy().name == "float32"
+    assert "needs a GPU" in caplog.text

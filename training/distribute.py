@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import keras
 import tensorflow as tf
 
+from training.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -26,13 +28,13 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi-worker":
         raw = os.environ.get("TF_CONFIG")
         if not raw:
-            raise ValueError("--distribute multi-worker needs TF_CONFIG (cluster and task) in the environment")
+            raise ConfigError("--distribute multi-worker needs TF_CONFIG (cluster and task) in the environment")
         try:
             json.loads(raw)
         except json.JSONDecodeError as error:
-            raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+            raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown distribution strategy {name!r}")
+    raise ConfigError(f"unknown distribution strategy {name!r}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
