@@ -1,0 +1,58 @@
+"""ONNX export: tf2onnx from the SavedModel, names, dynamic batch, metadata, parity with Keras."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from export.onnx_export import ConversionError, convert_saved_model, finish_model, labels_from_metadata
+from export.run_dir import read_run
+from export.samples import load_samples
+from export.savedmodel import load_keras_model
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tiny_run):
+    run = read_run(tiny_run)
+    model = finish_model(convert_saved_model(run.saved_model_path), run.class_names,
+                         {"image_size": run.image_size, "backbone": run.backbone})
+    return run, model
+
+
+def test_onnx_has_stable_names_dynamic_batch_and_metadata(onnx_model):
+    run, model = onnx_model
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["probabilities", "class_ids"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [32, 32, 3]
+    assert labels_from_metadata(model) == list(run.class_names)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["image_size"]) == 32
+    assert model.opset_import[0].version == 17
+
+
+def test_onnx_runtime_reproduces_the_keras_model(onnx_model):
+    run, model = onnx_model
+    samples = load_samples(run, 8)
+    expected = load_keras_model(run).predict(samples.images, verbose=0)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 8):  # the batch axis really is dynamic
+        probabilities, class_ids = session.run(None, {"images": samples.images[:batch]})
+        np.testing.assert_allclose(probabilities, expected[:batch], atol=1e-5)
+        np.testing.assert_array_equal(class_ids, expected[:batch].argmax(axis=1))
+
+
+def test_conversion_failure_is_reported_with_the_converters_message(tmp_path):
+    (tmp_path / "saved_model.pb").write_bytes(b"not a saved model")
+    with pytest.raises(ConversionError, match="tf2onnx failed"):
+        convert_saved_model(tmp_path)
+    with pytest.raises(ValueError, match="opset must be between 7 and 21, got 3"):
+        convert_saved_model(tmp_path, opset=3)
+
+
+def test_finish_model_output_passes_the_full_checker(onnx_model):
+    onnx.checker.check_model(onnx_model[1], full_check=True)
