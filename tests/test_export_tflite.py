@@ -22,7 +22,8 @@ def test_fp32_matches_keras_and_carries_labels(reference):
     run, samples, expected = reference
     model = tflite_export.add_labels(tflite_export.convert(run.saved_model_path, "fp32"), run.class_names)
     assert tflite_export.read_labels(model) == list(run.class_names)
-    np.testing.assert_allclose(tflite_export.run_litert(model, samples.images), expected, atol=1e-5)
+    np.testing.assert_allclose(tflite_export.run_litert(model, samples.images), expected,
+                               atol=1e-4)  # the fp32 parity bound
 
 
 @pytest.mark.parametrize("variant", ["fp16", "int8_dynamic"])
