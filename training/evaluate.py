@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import sys
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from training import plots, prediction_plots
-from training.fit import quiet_unknown_length
 from training.metrics import classification_metrics
-from training.phase_inputs import record_images, split_dataset
+from training.phase_inputs import predict, record_images, split_dataset
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +29,6 @@ class Predictions:
     @property
     def confidence(self) -> np.ndarray:
         return self.probabilities.max(axis=1)
-
-
-def predict(model: keras.Model, dataset) -> np.ndarray:
-    """Probabilities for a batched (images, labels) dataset, in record order."""
-    with quiet_unknown_length():  # a progress bar on a terminal: 10,000 test images take minutes on a CPU
-        probabilities = model.predict(dataset.map(lambda x, y: x), verbose=1 if sys.stderr.isatty() else 0)
-    return np.asarray(probabilities, dtype=np.float32)
 
 
 def _decodable(records: list, image_size: int, crop_roi: bool) -> list[bool]:

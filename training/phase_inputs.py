@@ -8,6 +8,7 @@ uncached feature extraction see batches in the same order.
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +44,13 @@ def record_images(records, image_size: int, crop_roi: bool = False) -> np.ndarra
     return np.clip(np.rint(np.concatenate(batches)), 0, 255).astype(np.uint8)
 
 
+def predict(model, dataset: tf.data.Dataset) -> np.ndarray:
+    """``model`` over the images of a batched (images, labels) dataset, in record order, as float32."""
+    with quiet_unknown_length():  # a progress bar on a terminal: 10,000 test images take minutes on a CPU
+        outputs = model.predict(dataset.map(lambda x, y: x), verbose=1 if sys.stderr.isatty() else 0)
+    return np.asarray(outputs, dtype=np.float32)
+
+
 def _feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
     if seed is not None:
@@ -50,9 +58,10 @@ def _feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, 
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def phase_data(classifier: Classifier, splits, image_size: int, config: TrainConfig, use_feature_cache: bool,
+def phase_data(classifier: Classifier, splits, config: TrainConfig, use_feature_cache: bool,
                cache: dict[str, PhaseData]) -> PhaseData:
     """Image batches for phases that run the backbone, cached features for head-only phases."""
+    image_size = config.image_size  # resolved by train()
     if not use_feature_cache:
         train = make_dataset(splits.train, image_size, config.batch_size, shuffle=True, seed=config.seed,
                              augment=config.augment if config.augment.enabled else None,
@@ -66,10 +75,8 @@ def phase_data(classifier: Classifier, splits, image_size: int, config: TrainCon
         feature_sets = {}
         for name, records in (("train", splits.train), ("valid", splits.valid or [])):
             if records:
-                with quiet_unknown_length():
-                    features = classifier.features.predict(
-                        split_dataset(records, image_size, config.batch_size, config.roi_crop).map(lambda x, y: x),
-                        verbose=0)
+                features = predict(classifier.features,
+                                   split_dataset(records, image_size, config.batch_size, config.roi_crop))
                 feature_sets[name] = (features, np.array([r.label for r in records]))
         train_features, train_labels = feature_sets["train"]
         valid = (_feature_dataset(*feature_sets["valid"], config.batch_size, None) if "valid" in feature_sets else None)

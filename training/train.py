@@ -98,7 +98,7 @@ def _train_phases(classifier: Classifier, config: TrainConfig, splits, work: Pat
             phase_history = epoch_log_history(read_epoch_log(work / f"history_{phase.name}.json"))
             log.info("phase %r already finished; loaded its weights", phase.name)
         else:
-            data = phase_data(classifier, splits, config.image_size, config, phase.use_feature_cache, feature_cache)
+            data = phase_data(classifier, splits, config, phase.use_feature_cache, feature_cache)
             log.info("phase %r: %d epochs at learning rate %g%s", phase.name, phase.epochs, phase.learning_rate,
                      " on cached backbone features" if phase.use_feature_cache else "")
             result = run_phase(classifier, phase, data, config, num_classes=len(splits.class_names),
