@@ -37,8 +37,12 @@ def convert_saved_model(saved_model_dir: Path, opset: int = DEFAULT_OPSET, timeo
         output = Path(tmp) / "model.onnx"
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model_dir),
                    "--signature_def", "serving_default", "--opset", str(opset), "--output", str(output)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"tf2onnx did not finish within {timeout_s} s on {saved_model_dir}; "
+                                  "raise the conversion timeout if the model is large") from None
         if result.returncode != 0 or not output.is_file():
             tail = "\n".join(result.stderr.strip().splitlines()[-15:])
             raise ConversionError(f"tf2onnx failed on {saved_model_dir} (exit {result.returncode}):\n{tail}")

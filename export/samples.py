@@ -17,7 +17,8 @@ from export.run_dir import RunDirError, TrainedRun
 
 @dataclass(frozen=True)
 class Samples:
-    images: np.ndarray  # float32 [N, S, S, 3], whole values 0-255
+    images: np.ndarray  # float32 [N, S, S, 3], whole values 0-255, as the training pipeline made them
+    uncropped: np.ndarray  # the same without the ROI crop: what the bytes signatures see (== images without --roi-crop)
     labels: np.ndarray  # int [N]
     encoded: tuple[bytes, ...]  # the files' bytes
     paths: tuple[Path, ...]
@@ -25,7 +26,11 @@ class Samples:
 
 
 def load_samples(run: TrainedRun, count: int, *, split: str = "test", seed: int = 0) -> Samples:
-    """``count`` seeded, reproducible images of ``split`` (or of the validation split if it is empty)."""
+    """``count`` seeded, reproducible images of ``split``.
+
+    ``split`` is "test" (parity, warmup; falls back to the validation split when
+    the run has no test set) or "train" (calibration for int8).
+    """
     from training.data import load_splits
     from training.evaluate import sample_indices
     from training.phase_inputs import record_images
@@ -38,11 +43,18 @@ def load_samples(run: TrainedRun, count: int, *, split: str = "test", seed: int 
                              test_csv=Path(config["test_csv"]) if config.get("test_csv") else None)
     except (OSError, ValueError) as error:
         raise RunDirError(f"cannot read the run's data {config['data']!r} for sample images: {error}") from None
-    records, used = (splits.test, "test") if split == "test" and splits.test else (splits.valid, "validation")
+    if split == "train":
+        records, used = splits.train, "train"
+    elif split == "test":
+        records, used = (splits.test, "test") if splits.test else (splits.valid, "validation")
+    else:
+        raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     if not records:
-        raise RunDirError(f"the run's data {config['data']!r} has no test or validation images to compare on")
+        raise RunDirError(f"the run's data {config['data']!r} has no {'training' if split == 'train' else 'test or validation'} "
+                          "images to use")
     chosen = [records[i] for i in sample_indices(len(records), count, seed)]
     images = record_images(chosen, run.image_size, bool(config.get("roi_crop"))).astype(np.float32)
-    return Samples(images=images, labels=np.array([r.label for r in chosen]),
+    uncropped = record_images(chosen, run.image_size, False).astype(np.float32) if config.get("roi_crop") else images
+    return Samples(images=images, uncropped=uncropped, labels=np.array([r.label for r in chosen]),
                    encoded=tuple(r.path.read_bytes() for r in chosen), paths=tuple(r.path for r in chosen),
                    split=used)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from export.run_dir import TrainedRun
 from export.samples import Samples
-from export.signatures import SIGNATURE_CLASSIFY, ClassifierServing
-from export.versions import check_model_name, choose_version
+from export.signatures import SIGNATURE_BYTES, SIGNATURE_CLASSIFY, ClassifierServing
 from export.warmup import WARMUP_FILE, warmup_records, write_warmup_file
-from training.atomic import staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,38 @@ def _mark_classify_signature(export_dir: Path) -> None:
         fingerprint.unlink(missing_ok=True)
 
 
-def write_serving_savedmodel(run: TrainedRun, export_root: Path, model_name: str, samples: Samples,
-                             version: int | None = None) -> Path:
-    """Write ``export_root/model_name/<version>/`` and return it; never overwrites a version."""
-    model_dir = Path(export_root) / check_model_name(model_name)
-    chosen = choose_version(model_dir, version)
-    final = model_dir / str(chosen)
-    with staged_directory(final) as stage:
-        module = ClassifierServing(load_keras_model(run), run.class_names, run.image_size)
-        tf.saved_model.save(module, str(stage), signatures=module.signatures())
-        _mark_classify_signature(stage)
-        extra = stage / "assets.extra"
-        extra.mkdir()
-        count = min(WARMUP_IMAGES, len(samples.images))
-        write_warmup_file(extra / WARMUP_FILE,
-                          warmup_records(model_name, samples.images[:count], samples.encoded[:count]))
-    log.info("SavedModel version %d written to %s", chosen, final)
-    return final
+def save_serving_savedmodel(run: TrainedRun, directory: Path, model_name: str, samples: Samples,
+                            keras_model=None) -> Path:
+    """Write the serving SavedModel (signatures, warmup requests) into the empty or new ``directory``.
+
+    Versioning and the atomic rename into ``EXPORT_ROOT/NAME/<version>`` belong
+    to :mod:`export.pipeline`, which stages the whole version directory.
+    """
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty; a SavedModel is written only into a fresh directory")
+    model = keras_model if keras_model is not None else load_keras_model(run)
+    module = ClassifierServing(model, run.class_names, run.image_size)
+    tf.saved_model.save(module, str(directory), signatures=module.signatures())
+    _mark_classify_signature(directory)
+    extra = directory / "assets.extra"
+    extra.mkdir()
+    count = min(WARMUP_IMAGES, len(samples.images))
+    write_warmup_file(extra / WARMUP_FILE, warmup_records(model_name, samples.images[:count], samples.encoded[:count]))
+    log.info("serving SavedModel written to %s", directory)
+    return directory
+
+
+def predict_signature(loaded, signature: str, inputs: np.ndarray | Sequence[bytes], batch_size: int = 32) -> np.ndarray:
+    """``probabilities`` of a loaded SavedModel's ``signature`` over ``inputs`` in batches.
+
+    Float images go to ``serving_default``; encoded files to ``serving_bytes``.
+    """
+    function = loaded.signatures[signature]
+    (input_name,) = function.structured_input_signature[1].keys()
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        tensor = tf.constant(list(chunk), dtype=tf.string) if signature == SIGNATURE_BYTES else tf.constant(chunk)
+        outputs.append(function(**{input_name: tensor})["probabilities"].numpy())
+    return np.concatenate(outputs).astype(np.float32)

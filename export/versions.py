@@ -2,7 +2,10 @@
 
 A version is written beside its final place and renamed in, so TF Serving's
 file-system poller (and ``ftx serve``) never sees a half-written version, and
-an existing version is never overwritten.
+an existing version is never overwritten. An export the parity gate refused
+lands in ``NAME/<version>.not_blessed/``: TF Serving only loads integer-named
+directories, so it is kept for inspection without being served, and its
+number is not reused.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import re
 from pathlib import Path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+REJECTED_SUFFIX = ".not_blessed"
 
 
 class VersionError(ValueError):
@@ -31,14 +35,33 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def rejected_versions(model_dir: Path) -> list[int]:
+    """Versions whose export the parity gate refused (``<N>.not_blessed``)."""
+    if not model_dir.is_dir():
+        return []
+    names = (p.name[:-len(REJECTED_SUFFIX)] for p in model_dir.iterdir()
+             if p.is_dir() and p.name.endswith(REJECTED_SUFFIX))
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def rejected_dir(model_dir: Path, version: int) -> Path:
+    return model_dir / f"{version}{REJECTED_SUFFIX}"
+
+
 def choose_version(model_dir: Path, requested: int | None) -> int:
     """The next free version, or ``requested`` if it is a free positive integer."""
     versions = existing_versions(model_dir)
+    taken = sorted(set(versions) | set(rejected_versions(model_dir)))
+    next_free = (taken[-1] + 1) if taken else 1
     if requested is None:
-        return (versions[-1] + 1) if versions else 1
+        return next_free
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
         raise VersionError(f"--version must be a positive integer, got {requested!r}")
     if requested in versions or (model_dir / str(requested)).exists():
         raise VersionError(f"version {requested} of {model_dir.name} already exists at {model_dir / str(requested)}; "
-                           f"existing versions: {versions}; omit --version to take {versions[-1] + 1}")
+                           f"existing versions: {versions}; omit --version to take {next_free}")
+    if rejected_dir(model_dir, requested).exists():
+        raise VersionError(f"version {requested} of {model_dir.name} was refused by the parity gate and kept at "
+                           f"{rejected_dir(model_dir, requested)}; delete that directory to reuse the number, "
+                           f"or omit --version to take {next_free}")
     return requested

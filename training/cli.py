@@ -18,7 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.train_cli", "fine-tune a backbone on a folder of images"),
     "demo": ("training.demo_cli", "train on the embedded default data (Fashion-MNIST, 40 images per class)"),
     "cache": ("training.cache_cli", "show or fill the ftx cache (weights and datasets)"),
+    "export": ("export.cli", "SavedModel for TF Serving, ONNX and TFLite from a run, checked by a parity gate"),
 }
+
+
+OWN_PACKAGES = ("training", "export", "serving", "benchmarks")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -37,8 +41,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # ftx's own loggers speak at INFO; third-party libraries (ONNX Runtime's quantizer logs every tensor
+    # on the root logger) only from WARNING on, unless --verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for package in OWN_PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

@@ -68,7 +68,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the field, the value and what is allowed."""
         from training.backbones.table import BACKBONES  # keras-free
 
-        _check_types(self)
+        check_field_types(self)
         _choice("backbone", self.backbone, tuple(BACKBONES))
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -149,7 +149,7 @@ def _at_least(name: str, value: int, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_types(config: TrainConfig) -> None:
+def check_field_types(config) -> None:
     """Config files hand over strings for numbers ('1e-3' in YAML) and 'no' for booleans: refuse them by name."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -171,8 +171,8 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
-def read_config_file(path: Path | str) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON file into a dict (a ``[train]`` table is unwrapped)."""
+def read_config_file(path: Path | str, table: str = "train") -> dict[str, Any]:
+    """Read a TOML, YAML or JSON file into a dict (a ``[table]`` section, e.g. ``[train]``, is unwrapped)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -192,7 +192,7 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot parse: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a table of options at the top level")
-    values = values.get("train", values)
+    values = values.get(table, values)
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: [train] must be a table of options")
+        raise ConfigError(f"{path}: [{table}] must be a table of options")
     return values

@@ -1,0 +1,333 @@
+"""``ftx export``: a training run -> one staged, parity-checked, versioned export directory.
+
+Everything for a version (SavedModel, ONNX, TFLite, labels, parity results,
+manifest) is written into a hidden temporary directory beside
+``EXPORT_ROOT/NAME/`` and renamed into place at the end, so TF Serving's
+poller never sees half an export. Each format converts and runs on its own:
+one that fails is recorded (the others finish) and the export is not blessed.
+A blessed export becomes ``NAME/<version>``; a refused one
+``NAME/<version>.not_blessed`` (kept for inspection, never served) unless
+``allow_unblessed`` publishes it anyway, marked ``NOT_BLESSED``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export.config import ExportConfig
+from export.formats import FORMATS
+from export.manifest import MANIFEST_FILE, MANIFEST_VERSION, file_entries, library_versions, utc_now
+from export.parity import FormatParity, Verdict, compare, parse_overrides, thresholds_for
+from export.run_dir import TrainedRun, read_run
+from export.samples import Samples, load_samples
+from export.versions import VersionError, choose_version, rejected_dir
+from training.atomic import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+PARITY_FILE = "parity.json"
+LABELS_FILE = "labels.txt"
+BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
+SAVEDMODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra")
+INPUT_SPEC = {"name": "images", "dtype": "float32", "shape": [None, None, None, 3], "layout": "NHWC",
+              "color": "RGB", "range": [0, 255], "note": "raw pixels; the model applies its own preprocessing"}
+SIGNATURES = {
+    "serving_default": {"inputs": {"images": "float32 [batch, H, W, 3] RGB 0-255"},
+                        "outputs": {"probabilities": "float32 [batch, C]", "class_ids": "int32 [batch]",
+                                    "class_names": "string [batch]"}},
+    "serving_bytes": {"inputs": {"images_bytes": "string [batch] JPEG/PNG/BMP/GIF"},
+                      "outputs": "as serving_default"},
+    "serving_examples": {"inputs": {"examples": "string [batch] tf.Example with bytes feature image/encoded"},
+                         "outputs": "as serving_default"},
+    "classify": {"method": "tensorflow/serving/classify", "inputs": {"inputs": "string [batch] tf.Example"},
+                 "outputs": {"classes": "string [batch, C]", "scores": "float32 [batch, C]"}},
+}
+
+
+@dataclass
+class FormatOutcome:
+    """One format: its files in the version directory, or why it failed."""
+
+    name: str
+    files: list[str] = field(default_factory=list)
+    convert_seconds: float = 0.0
+    parity_seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class ExportResult:
+    directory: Path  # NAME/<version>, or NAME/<version>.not_blessed when refused
+    version: int
+    verdict: Verdict
+    outcomes: dict[str, FormatOutcome]
+    manifest: dict
+    seconds: float
+
+    @property
+    def blessed(self) -> bool:
+        return self.verdict.blessed
+
+    @property
+    def published(self) -> bool:
+        """Whether TF Serving (and ``ftx serve``) will load it: an integer-named directory."""
+        return self.directory.name.isdigit()
+
+
+class ExportError(RuntimeError):
+    """The export could not be made at all (as opposed to one format failing)."""
+
+
+def export_run(config: ExportConfig, progress: bool | None = None) -> ExportResult:
+    """Export ``config.run_dir``; raises RunDirError/ConfigError/VersionError before any work on bad input."""
+    started = time.perf_counter()
+    config.validate()
+    run = read_run(config.run_dir)
+    overrides = parse_overrides(config.thresholds)
+    model_dir = Path(config.out).expanduser() / config.name
+    version = choose_version(model_dir, config.version)
+    formats = list(config.formats)
+    needs_calibration = "onnx-int8-static" in formats or "tflite-int8" in formats
+    bar = _progress(3 + len(formats), progress)
+
+    bar.set_postfix_str("reading images")
+    samples = load_samples(run, config.parity_images, seed=config.seed)
+    calibration = load_samples(run, config.calibration_images, split="train", seed=config.seed) \
+        if needs_calibration else None
+    bar.update()
+    bar.set_postfix_str("Keras reference")
+    from export.savedmodel import load_keras_model
+
+    keras_model = load_keras_model(run)
+    reference = np.asarray(keras_model.predict(samples.images, batch_size=32, verbose=0), np.float32)
+    reference_uncropped = reference if samples.uncropped is samples.images else \
+        np.asarray(keras_model.predict(samples.uncropped, batch_size=32, verbose=0), np.float32)
+    bar.update()
+    log.info("parity on %d %s images; Keras accuracy there %.4f", len(samples.labels), samples.split,
+             float(np.mean(reference.argmax(axis=1) == samples.labels)))
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=model_dir))
+    try:
+        stage.chmod(0o755)
+        exporter = _FormatExporter(run, config, stage, samples, calibration, keras_model)
+        outcomes: dict[str, FormatOutcome] = {}
+        results: dict[str, FormatParity] = {}
+        for name in formats:
+            bar.set_postfix_str(name)
+            outcome, probabilities = exporter.export(name)
+            outcomes[name] = outcome
+            if probabilities is not None:
+                expected = reference_uncropped if name == "savedmodel-bytes" else reference
+                results[name] = compare(name, expected, probabilities, samples.labels, thresholds_for(name, overrides))
+                _log_parity(results[name], outcome)
+            bar.update()
+        verdict = Verdict(results=results, failures={n: o.error for n, o in outcomes.items() if o.error},
+                          images=len(samples.labels), split=samples.split)
+        bar.set_postfix_str("manifest")
+        destination = model_dir / str(version) if verdict.blessed or config.allow_unblessed \
+            else rejected_dir(model_dir, version)
+        manifest = _write_records(stage, run, config, version, verdict, outcomes, destination,
+                                  time.perf_counter() - started)
+        if destination.exists() or (model_dir / str(version)).exists():
+            raise VersionError(f"version {version} of {config.name} appeared at {destination} while this export "
+                               "ran (another export?); nothing was published, run again to take the next version")
+        os.replace(stage, destination)
+        bar.update()
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+    return ExportResult(directory=destination, version=version, verdict=verdict, outcomes=outcomes,
+                        manifest=manifest, seconds=time.perf_counter() - started)
+
+
+class _FormatExporter:
+    """Converts and runs one format at a time inside the stage; failures are caught per format."""
+
+    def __init__(self, run: TrainedRun, config: ExportConfig, stage: Path, samples: Samples,
+                 calibration: Samples | None, keras_model) -> None:
+        self.run, self.config, self.stage = run, config, stage
+        self.samples, self.calibration, self.keras_model = samples, calibration, keras_model
+        self.loaded_savedmodel = None
+        self.onnx_fp32 = None  # the finished fp32 ONNX proto, source of the ONNX variants
+        self.onnx_error: str | None = None
+        self.threads = os.cpu_count() or 1
+
+    def export(self, name: str) -> tuple[FormatOutcome, np.ndarray | None]:
+        spec = FORMATS[name]
+        outcome = FormatOutcome(name)
+        converters: dict[str, Callable[[str], list[str]]] = {
+            "savedmodel": self._savedmodel, "onnx": self._onnx, "tflite": self._tflite}
+        started = time.perf_counter()
+        try:
+            outcome.files = converters[spec.family](spec.variant)
+        except Exception as error:  # noqa: BLE001 - converters raise anything; one format must not sink the rest
+            log.debug("%s failed:\n%s", name, traceback.format_exc())
+            outcome.error = f"conversion failed: {type(error).__name__}: {error}"
+            log.error("%s: %s", name, outcome.error)
+            return outcome, None
+        outcome.convert_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            probabilities = self._predict(name)
+        except Exception as error:  # noqa: BLE001 - a model the runtime cannot run is that format's failure
+            log.debug("%s failed to run:\n%s", name, traceback.format_exc())
+            outcome.error = f"converted but could not be run: {type(error).__name__}: {error}"
+            log.error("%s: %s", name, outcome.error)
+            return outcome, None
+        outcome.parity_seconds = time.perf_counter() - started
+        return outcome, probabilities
+
+    # conversions: return the files written, relative to the stage
+
+    def _savedmodel(self, variant: str) -> list[str]:
+        if self.loaded_savedmodel is None:
+            import tensorflow as tf
+
+            from export.savedmodel import save_serving_savedmodel
+
+            scratch = self.stage / ".savedmodel"
+            try:
+                save_serving_savedmodel(self.run, scratch, self.config.name, self.samples, self.keras_model)
+                for part in scratch.iterdir():
+                    part.rename(self.stage / part.name)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self.loaded_savedmodel = tf.saved_model.load(str(self.stage))
+        return [p for p in SAVEDMODEL_PARTS if (self.stage / p).exists()]
+
+    def _onnx(self, variant: str) -> list[str]:
+        from export.onnx_export import convert_saved_model, finish_model
+        from export.onnx_variants import make_variant
+
+        if self.onnx_fp32 is None:  # converted once; the variants start from it even when fp32 is not shipped
+            if self.onnx_error is not None:
+                raise ExportError(f"the fp32 ONNX model it starts from failed: {self.onnx_error}")
+            try:
+                raw = convert_saved_model(self.run.saved_model_path, self.config.opset, self.config.convert_timeout)
+                self.onnx_fp32 = finish_model(raw, self.run.class_names, self._onnx_metadata())
+            except Exception as error:
+                self.onnx_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                raise
+        model = self.onnx_fp32 if variant == "fp32" else make_variant(
+            self.onnx_fp32, variant, self.calibration.images if self.calibration else None,
+            calibration=self.config.onnx_calibration)
+        filename = FORMATS[_format_name("onnx", variant)].filename
+        (self.stage / filename).write_bytes(model.SerializeToString())
+        return [filename]
+
+    def _tflite(self, variant: str) -> list[str]:
+        from export import tflite_export
+
+        representative = self.calibration.images if self.calibration else None
+        model = tflite_export.convert(self.run.saved_model_path, variant, representative,
+                                      uint8_io=self.config.tflite_uint8_io and variant == "int8")
+        filename = FORMATS[_format_name("tflite", variant)].filename
+        (self.stage / filename).write_bytes(tflite_export.add_labels(model, self.run.class_names))
+        return [filename]
+
+    def _onnx_metadata(self) -> dict[str, object]:
+        from training.backbones.table import get_backbone
+
+        return {"model_name": self.config.name, "backbone": self.run.backbone, "image_size": self.run.image_size,
+                "input": INPUT_SPEC, "preprocessing": get_backbone(self.run.backbone).preprocessing.as_dict()}
+
+    # runners: probabilities on the parity images
+
+    def _predict(self, name: str) -> np.ndarray:
+        spec = FORMATS[name]
+        if spec.family == "savedmodel":
+            from export.savedmodel import predict_signature
+            from export.signatures import SIGNATURE_BYTES, SIGNATURE_TENSOR
+
+            if spec.variant == "bytes":
+                return predict_signature(self.loaded_savedmodel, SIGNATURE_BYTES, self.samples.encoded)
+            return predict_signature(self.loaded_savedmodel, SIGNATURE_TENSOR, self.samples.images)
+        path = self.stage / spec.filename
+        if spec.family == "onnx":
+            from export.onnx_runtime import open_session, predict_probabilities
+
+            return predict_probabilities(open_session(path, threads=self.threads), self.samples.images)
+        from export.tflite_export import run_litert
+
+        return run_litert(path.read_bytes(), self.samples.images, threads=self.threads)
+
+
+def _format_name(family: str, variant: str) -> str:
+    return next(f.name for f in FORMATS.values() if f.family == family and f.variant == variant)
+
+
+def _write_records(stage: Path, run: TrainedRun, config: ExportConfig, version: int, verdict: Verdict,
+                   outcomes: dict[str, FormatOutcome], destination: Path, seconds: float) -> dict:
+    """labels.txt, parity.json, the BLESSED/NOT_BLESSED marker and, last, the manifest listing them all."""
+    write_text(stage / LABELS_FILE, "\n".join(run.class_names) + "\n")
+    write_json(stage / PARITY_FILE, verdict.as_dict())
+    marker = BLESSED if verdict.blessed else NOT_BLESSED
+    write_text(stage / marker, "every format passed the parity gate\n" if verdict.blessed
+               else "".join(f"{reason}\n" for reason in verdict.reasons))
+    entries = {entry["path"]: entry for entry in file_entries(stage)}
+    artifacts = {}
+    for name, outcome in outcomes.items():
+        spec = FORMATS[name]
+        files = [entry for path, entry in entries.items()
+                 if any(path == part or path.startswith(part + "/") for part in outcome.files)]
+        artifacts[name] = {"family": spec.family, "precision": spec.precision, "summary": spec.summary,
+                           "status": "failed" if outcome.error else "ok", "error": outcome.error,
+                           "files": files, "bytes": sum(f["bytes"] for f in files),
+                           "convert_seconds": round(outcome.convert_seconds, 3),
+                           "parity_seconds": round(outcome.parity_seconds, 3)}
+    from training.backbones.table import get_backbone
+
+    test_metrics = run.metrics.get("test") or {}
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "model_name": config.name,
+        "version": version,
+        "created": utc_now(),
+        "status": marker,
+        "served": destination.name.isdigit(),
+        "source_run": {"path": str(run.path.resolve()), "backbone": run.backbone,
+                       "strategy": run.config.get("strategy"), "image_size": run.image_size,
+                       "test_accuracy": test_metrics.get("accuracy"), "test_images": test_metrics.get("count")},
+        "input": {**INPUT_SPEC, "shape": [None, run.image_size, run.image_size, 3]},
+        "signatures": SIGNATURES,
+        "preprocessing": {"in_model": True, **get_backbone(run.backbone).preprocessing.as_dict()},
+        "labels": list(run.class_names),
+        "artifacts": artifacts,
+        "files": list(entries.values()),
+        "parity": verdict.as_dict(),
+        "export_config": config.to_dict(),
+        "versions": library_versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count()},
+        "seconds": round(seconds, 1),
+    }
+    write_json(stage / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _log_parity(result: FormatParity, outcome: FormatOutcome) -> None:
+    log.info("%-20s converted in %6.1f s; max |dp| %.2e, top-1 agreement %.4f, accuracy %.4f%s", result.format,
+             outcome.convert_seconds, result.max_abs_diff, result.top1_agreement, result.accuracy,
+             "" if result.passed else "  FAILED: " + "; ".join(result.failures))
+
+
+def _progress(total: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    enabled = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, desc="export", unit="step", disable=not enabled, leave=False)
