@@ -42,7 +42,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def to_int8_static(model: onnx.ModelProto, calibration_images: np.ndarray, input_name: str = "images",
-                   batch_size: int = 8, calibration: str = "percentile") -> onnx.ModelProto:
+                   calibration: str = "percentile") -> onnx.ModelProto:
     """Full QDQ int8 with activation ranges calibrated on ``calibration_images`` (float32 RGB 0-255).
 
     The recipe ONNX Runtime documents for CPUs: ``quant_pre_process`` first
@@ -64,9 +64,11 @@ def to_int8_static(model: onnx.ModelProto, calibration_images: np.ndarray, input
               "entropy": CalibrationMethod.Entropy}[calibration]
 
     class Reader(CalibrationDataReader):
+        """One image per call: the histogram calibrators stack every call's activations and fail on a
+        shorter last batch, so equal shapes are required and no image is dropped."""
+
         def __init__(self) -> None:
-            self.batches = iter([np.asarray(calibration_images[i:i + batch_size], np.float32)
-                                 for i in range(0, len(calibration_images), batch_size)])
+            self.batches = iter([np.asarray(image, np.float32)[None] for image in calibration_images])
 
         def get_next(self):
             batch = next(self.batches, None)

@@ -21,12 +21,12 @@ WARMUP_IMAGES = 16
 
 
 def load_keras_model(run: TrainedRun):
-    """The run's Keras model (its custom preprocessing layer registers on import)."""
+    """The run's Keras model for inference (its preprocessing layer registers on import)."""
     import keras
 
     import training.backbones.preprocessing  # noqa: F401 - registers ImagePreprocessing
 
-    return keras.models.load_model(run.keras_path)
+    return keras.models.load_model(run.keras_path, compile=False)  # no optimizer state in the exports
 
 
 def _mark_classify_signature(export_dir: Path) -> None:

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from export.run_dir import RunDirError, read_run
 from export.samples import load_samples
-from export.savedmodel import CLASSIFY_METHOD, load_keras_model, write_serving_savedmodel
+from export.savedmodel import CLASSIFY_METHOD, load_keras_model, save_serving_savedmodel
 from export.signatures import example_bytes
 from export.versions import VersionError, choose_version
 
@@ -24,19 +24,31 @@ def exported(tiny_run, tmp_path_factory):
     run = read_run(tiny_run)
     samples = load_samples(run, 8)
     root = tmp_path_factory.mktemp("exports")
-    version_dir = write_serving_savedmodel(run, root, "tiny", samples)
+    version_dir = save_serving_savedmodel(run, root / "tiny" / "1", "tiny", samples)
     return run, samples, root, version_dir
 
 
-def test_versions_are_integers_and_never_overwritten(exported):
-    run, samples, root, version_dir = exported
-    assert version_dir == root / "tiny" / "1"
-    assert [p.name for p in (root / "tiny").iterdir()] == ["1"]  # no temporary directory left behind
+def test_versions_are_integers_never_overwritten_and_refused_numbers_not_reused(exported, tmp_path):
+    root = exported[2]
     with pytest.raises(VersionError, match="version 1 of tiny already exists"):
         choose_version(root / "tiny", 1)
     assert choose_version(root / "tiny", None) == 2
     with pytest.raises(VersionError, match="--version must be a positive integer, got 0"):
         choose_version(root / "tiny", 0)
+    model_dir = tmp_path / "m"
+    assert choose_version(model_dir, None) == 1  # no directory yet
+    for name in ("1", "2.not_blessed", ".3.abc.partial", "notes"):
+        (model_dir / name).mkdir(parents=True)
+    assert choose_version(model_dir, None) == 3  # a refused export keeps its number; temp dirs do not count
+    with pytest.raises(VersionError, match="refused by the parity gate and kept at .*2.not_blessed"):
+        choose_version(model_dir, 2)
+    assert choose_version(model_dir, 7) == 7
+
+
+def test_savedmodel_is_written_only_into_a_fresh_directory(exported):
+    run, samples, root, _ = exported
+    with pytest.raises(FileExistsError, match="is not empty"):
+        save_serving_savedmodel(run, root / "tiny" / "1", "tiny", samples)
 
 
 def test_saved_model_cli_lists_the_four_signatures(exported):
