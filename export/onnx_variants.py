@@ -7,6 +7,7 @@ do not change. Static quantization calibrates on real training images.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import onnx
 
 VARIANTS = ("fp16", "int8_dynamic", "int8_static")
+log = logging.getLogger(__name__)
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -39,6 +41,7 @@ def to_int8_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+FEW_CALIBRATION_IMAGES = 32
 
 
 def to_int8_static(model: onnx.ModelProto, calibration_images: np.ndarray, input_name: str = "images",
@@ -60,6 +63,9 @@ def to_int8_static(model: onnx.ModelProto, calibration_images: np.ndarray, input
         raise ValueError("static int8 quantization needs calibration images from the training data")
     if calibration not in CALIBRATION_METHODS:
         raise ValueError(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}, got {calibration!r}")
+    if calibration != "minmax" and len(calibration_images) < FEW_CALIBRATION_IMAGES:
+        log.warning("%s calibration on only %d images clips real activation ranges; give more calibration "
+                    "images or use minmax", calibration, len(calibration_images))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[calibration]
 

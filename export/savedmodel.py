@@ -17,7 +17,7 @@ from export.warmup import WARMUP_FILE, warmup_records, write_warmup_file
 log = logging.getLogger(__name__)
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-WARMUP_IMAGES = 16
+WARMUP_IMAGES = 4  # per signature; float tensors at 224 px are 0.6 MB a request, so a few are enough to warm up
 
 
 def load_keras_model(run: TrainedRun):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 # subcommand -> (module, one-line help). Later stages add their rows here.
@@ -48,11 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     for package in OWN_PACKAGES:
         logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    signal.signal(signal.SIGTERM, _terminated)  # clean up staged output on `kill` as on Ctrl-C
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every ``finally`` and staged-directory cleanup runs."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":
