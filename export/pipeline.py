@@ -34,6 +34,7 @@ from export.run_dir import TrainedRun, read_run
 from export.samples import Samples, load_samples
 from export.versions import VersionError, choose_version, rejected_dir
 from training.atomic import write_json, write_text
+from training.interrupts import InterruptWatch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class ExportError(RuntimeError):
 
 def export_run(config: ExportConfig, progress: bool | None = None) -> ExportResult:
     """Export ``config.run_dir``; raises RunDirError/ConfigError/VersionError before any work on bad input."""
+    with InterruptWatch() as watch:
+        return _export_run(config, progress, watch)
+
+
+def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWatch) -> ExportResult:
     started = time.perf_counter()
     config.validate()
     run = read_run(config.run_dir)
@@ -122,7 +128,7 @@ def export_run(config: ExportConfig, progress: bool | None = None) -> ExportResu
     stage = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=model_dir))
     try:
         stage.chmod(0o755)
-        exporter = _FormatExporter(run, config, stage, samples, calibration, keras_model)
+        exporter = _FormatExporter(run, config, stage, samples, calibration, keras_model, watch)
         outcomes: dict[str, FormatOutcome] = {}
         results: dict[str, FormatParity] = {}
         for name in formats:
@@ -159,10 +165,11 @@ class _FormatExporter:
     """Converts and runs one format at a time inside the stage; failures are caught per format."""
 
     def __init__(self, run: TrainedRun, config: ExportConfig, stage: Path, samples: Samples,
-                 calibration: Samples | None, keras_model) -> None:
-        self.run, self.config, self.stage = run, config, stage
+                 calibration: Samples | None, keras_model, watch: InterruptWatch) -> None:
+        self.run, self.config, self.stage, self.watch = run, config, stage, watch
         self.samples, self.calibration, self.keras_model = samples, calibration, keras_model
         self.loaded_savedmodel = None
+        self.savedmodel_error: str | None = None
         self.onnx_fp32 = None  # the finished fp32 ONNX proto, source of the ONNX variants
         self.onnx_error: str | None = None
         self.threads = os.cpu_count() or 1
@@ -176,6 +183,7 @@ class _FormatExporter:
         try:
             outcome.files = converters[spec.family](spec.variant)
         except Exception as error:  # noqa: BLE001 - converters raise anything; one format must not sink the rest
+            self.watch.reraise_if_interrupted(error)
             log.debug("%s failed:\n%s", name, traceback.format_exc())
             outcome.error = f"conversion failed: {type(error).__name__}: {error}"
             log.error("%s: %s", name, outcome.error)
@@ -185,6 +193,7 @@ class _FormatExporter:
         try:
             probabilities = self._predict(name)
         except Exception as error:  # noqa: BLE001 - a model the runtime cannot run is that format's failure
+            self.watch.reraise_if_interrupted(error)
             log.debug("%s failed to run:\n%s", name, traceback.format_exc())
             outcome.error = f"converted but could not be run: {type(error).__name__}: {error}"
             log.error("%s: %s", name, outcome.error)
@@ -195,7 +204,9 @@ class _FormatExporter:
     # conversions: return the files written, relative to the stage
 
     def _savedmodel(self, variant: str) -> list[str]:
-        if self.loaded_savedmodel is None:
+        if self.loaded_savedmodel is None:  # written once, checked through two signatures
+            if self.savedmodel_error is not None:
+                raise ExportError(f"the SavedModel failed: {self.savedmodel_error}")
             import tensorflow as tf
 
             from export.savedmodel import save_serving_savedmodel
@@ -205,9 +216,15 @@ class _FormatExporter:
                 save_serving_savedmodel(self.run, scratch, self.config.name, self.samples, self.keras_model)
                 for part in scratch.iterdir():
                     part.rename(self.stage / part.name)
+                self.loaded_savedmodel = tf.saved_model.load(str(self.stage))
+            except Exception as error:
+                self.savedmodel_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                for part in SAVEDMODEL_PARTS:  # no half SavedModel in the version directory
+                    path = self.stage / part
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                raise
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
-            self.loaded_savedmodel = tf.saved_model.load(str(self.stage))
         return [p for p in SAVEDMODEL_PARTS if (self.stage / p).exists()]
 
     def _onnx(self, variant: str) -> list[str]:

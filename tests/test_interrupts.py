@@ -1,0 +1,38 @@
+"""A signal turned into another exception by native code is still recognised as an interrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from training.interrupts import InterruptWatch
+
+
+def test_interrupt_disguised_as_runtime_error_is_reraised():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"), InterruptWatch() as watch:
+            try:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    signal.sigtimedwait([], 0.1)  # give the handler a chance to run
+                except KeyboardInterrupt as interrupt:  # what pybind11 does inside TensorFlow
+                    raise RuntimeError("MISMATCH of original and normalized active exception types") from interrupt
+            except Exception as error:
+                watch.reraise_if_interrupted(error)
+                pytest.fail("the interrupt was taken for an ordinary error")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ordinary_errors_pass_and_ignored_signals_stay_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with InterruptWatch() as watch:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            watch.reraise_if_interrupted(ValueError("bad input"))  # no signal seen: returns
+    finally:
+        signal.signal(signal.SIGINT, previous)
