@@ -137,8 +137,13 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
             outcomes[name] = outcome
             if probabilities is not None:
                 expected = reference_uncropped if name == "savedmodel-bytes" else reference
-                results[name] = compare(name, expected, probabilities, samples.labels, thresholds_for(name, overrides))
-                _log_parity(results[name], outcome)
+                try:
+                    results[name] = compare(name, expected, probabilities, samples.labels,
+                                            thresholds_for(name, overrides))
+                    _log_parity(results[name], outcome)
+                except ValueError as error:  # e.g. a converter changed the output shape
+                    outcome.error = f"ran, but its output cannot be compared: {error}"
+                    log.error("%s: %s", name, outcome.error)
             bar.update()
         verdict = Verdict(results=results, failures={n: o.error for n, o in outcomes.items() if o.error},
                           images=len(samples.labels), split=samples.split)
