@@ -36,3 +36,25 @@ def test_ordinary_errors_pass_and_ignored_signals_stay_ignored():
             watch.reraise_if_interrupted(ValueError("bad input"))  # no signal seen: returns
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_sigterm_reraises_what_its_own_handler_raises():
+    class Stop(BaseException):
+        pass
+
+    def handler(signum, frame):
+        raise Stop()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(Stop), InterruptWatch() as watch:
+            try:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    signal.sigtimedwait([], 0.1)
+                except Stop as stop:
+                    raise RuntimeError("converted by native code") from stop
+            except Exception as error:
+                watch.reraise_if_interrupted(error)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -44,5 +44,15 @@ class InterruptWatch:
             raise KeyboardInterrupt
 
     def reraise_if_interrupted(self, error: BaseException) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt(f"signal {signal.Signals(self.received).name}") from error
+        """Raise what the signal's own handler raises (KeyboardInterrupt for SIGINT) if one was seen."""
+        if self.received is None:
+            return
+        previous = self._previous.get(self.received)
+        if self.received != signal.SIGINT:
+            if callable(previous):
+                try:
+                    previous(self.received, None)
+                except BaseException as raised:
+                    raise raised from error
+            raise SystemExit(128 + self.received) from error
+        raise KeyboardInterrupt(f"signal {signal.Signals(self.received).name}") from error
