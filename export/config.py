@@ -15,7 +15,7 @@ from export.onnx_export import DEFAULT_OPSET
 from export.onnx_variants import CALIBRATION_METHODS
 from export.parity import ThresholdError, parse_overrides
 from export.versions import VersionError, check_model_name
-from training.config import ConfigError, check_field_types
+from training.config import ConfigError, check_field_types, known_keys
 
 
 @dataclass
@@ -77,9 +77,4 @@ class ExportConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExportConfig":
         """Build from a plain dict (file contents); unknown keys are an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {str(k).replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown export key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        return cls(**known_keys(cls, values, "export"))

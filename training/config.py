@@ -120,11 +120,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Build from a plain dict (file contents); unknown keys are an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {str(k).replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
+        values = known_keys(cls, values, "config")
         augment = values.pop("augment", None)
         augment = {} if augment is None else augment
         if not isinstance(augment, dict):
@@ -147,6 +143,16 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _at_least(name: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def known_keys(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` with dashes in keys turned to underscores; a key that is not a field of ``cls`` is an error."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s) {unknown}; allowed: {sorted(known)}")
+    return values
 
 
 def check_field_types(config) -> None:
