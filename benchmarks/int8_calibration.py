@@ -1,20 +1,35 @@
-"""Post-training int8 recipes side by side: top-1 agreement with fp32 and accuracy on real test images.
+"""Post-training int8 recipes side by side: agreement, accuracy and batch-1 latency against fp32.
 
 Usage: ``python -m benchmarks.int8_calibration RUN_DIR EXPORT_VERSION_DIR [--images 1000]``
-where EXPORT_VERSION_DIR holds the fp32 ``model.onnx`` written by ``ftx export``.
-This is how the ONNX static-int8 defaults of ``ftx export`` were chosen; the
-table it prints is in benchmarks/RESULTS.md.
+where EXPORT_VERSION_DIR holds the fp32 ``model.onnx`` and ``model.tflite``
+written by ``ftx export`` from RUN_DIR. This is how the int8 defaults of
+``ftx export`` (calibration method, ``--int8-float-convs``) were chosen; the
+table it prints is in benchmarks/RESULTS.md. Latency is the median of
+``--repeats`` single-image calls after warm-up, run one recipe after another
+in this process: a guide to the speed cost of a recipe, not the benchmark
+(``ftx bench`` is).
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
+
+
+def median_ms(call: Callable[[np.ndarray], object], images: np.ndarray, repeats: int) -> float:
+    for image in images[:10]:
+        call(image[None])
+    times = []
+    for index in range(repeats):
+        started = time.perf_counter()
+        call(images[index % len(images)][None])
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e3)
 
 
 def main() -> None:
@@ -22,11 +37,13 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("export_dir")
     parser.add_argument("--images", type=int, default=1000, help="seeded test images to compare on")
-    parser.add_argument("--calibration", type=int, nargs="+", default=[128, 280], help="calibration set sizes")
+    parser.add_argument("--calibration-images", type=int, default=128, help="training images to calibrate on")
+    parser.add_argument("--float-convs", type=int, nargs="+", default=[0, 2, 3], help="values of int8_float_convs")
+    parser.add_argument("--repeats", type=int, default=200, help="timed single-image calls per recipe")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from ai_edge_litert.interpreter import Interpreter
 
     from export import tflite_export
     from export.onnx_runtime import open_session, predict_probabilities
@@ -35,52 +52,54 @@ def main() -> None:
     from export.samples import load_samples
 
     run = read_run(args.run_dir)
-    source = Path(args.export_dir) / "model.onnx"
+    export_dir = Path(args.export_dir)
     test = load_samples(run, args.images, seed=1)
-    reference = predict_probabilities(open_session(source), test.images)
-    print(f"fp32: accuracy {np.mean(reference.argmax(1) == test.labels):.4f} on {len(test.labels)} test images, "
-          f"mean top-1 probability {reference.max(1).mean():.3f}")
-    print("| recipe | calibration images | top-1 agreement | accuracy | quantize s |\n|---|---|---|---|---|")
+    calibration = load_samples(run, args.calibration_images, split="train")
+    fp32_session = open_session(export_dir / "model.onnx", threads=args.threads)
+    reference = predict_probabilities(fp32_session, test.images)
+    print(f"{len(test.labels)} seeded test images, {len(calibration.labels)} calibration images, "
+          f"{args.threads} threads")
+    print("| runtime | recipe | top-1 agreement | accuracy | Δ accuracy (pt) | batch-1 ms | quantize s |\n"
+          "|---|---|---|---|---|---|---|")
 
-    def row(name: str, count: int, probabilities: np.ndarray, seconds: float) -> None:
+    def row(runtime: str, recipe: str, probabilities: np.ndarray, latency: float, seconds: float | None) -> None:
         agreement = np.mean(probabilities.argmax(1) == reference.argmax(1))
         accuracy = np.mean(probabilities.argmax(1) == test.labels)
-        print(f"| {name} | {count} | {agreement:.4f} | {accuracy:.4f} | {seconds:.0f} |", flush=True)
+        drop = 100 * (accuracy - np.mean(reference.argmax(1) == test.labels))
+        quantize = "–" if seconds is None else f"{seconds:.0f}"
+        print(f"| {runtime} | {recipe} | {agreement:.4f} | {accuracy:.4f} | {drop:+.1f} | {latency:.2f} | {quantize} |",
+              flush=True)
 
-    fp32 = onnx.load(source)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared, target = Path(tmp) / "prepared.onnx", Path(tmp) / "q.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        convs = [node.name for node in onnx.load(prepared).graph.node if node.op_type == "Conv"]
-        for count in args.calibration:
-            calibration = load_samples(run, count, split="train")
+    def onnx_row(recipe: str, model: bytes, seconds: float | None) -> None:
+        session = open_session(model, threads=args.threads)
+        row("ONNX Runtime", recipe, predict_probabilities(session, test.images),
+            median_ms(lambda x: session.run(["probabilities"], {"images": x}), test.images, args.repeats), seconds)
 
-            class Reader(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self.feed = iter([{"images": image[None]} for image in calibration.images])
+    def litert_row(recipe: str, model: bytes, seconds: float | None) -> None:
+        interpreter = Interpreter(model_content=model, num_threads=args.threads)
+        interpreter.allocate_tensors()
+        index = interpreter.get_input_details()[0]["index"]
 
-                def get_next(self):
-                    return next(self.feed, None)
+        def call(x: np.ndarray) -> None:
+            interpreter.set_tensor(index, x)
+            interpreter.invoke()
 
-            for label, model_path, options in (
-                    ("QDQ int8 activations, minmax, no pre-processing", source, {"activation_type": QuantType.QInt8}),
-                    ("minmax, first three convolutions in float", prepared,
-                     {"activation_type": QuantType.QUInt8, "nodes_to_exclude": convs[:3]})):
-                started = time.perf_counter()
-                quantize_static(str(model_path), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                weight_type=QuantType.QInt8, **options)
-                row(label, count, predict_probabilities(open_session(target), test.images),
-                    time.perf_counter() - started)
-            for method in ("minmax", "entropy", "percentile"):
-                started = time.perf_counter()
-                quantized = to_int8_static(fp32, calibration.images, calibration=method)
-                row(f"ftx recipe (pre-processing, uint8 activations), {method}", count,
-                    predict_probabilities(open_session(quantized.SerializeToString()), test.images),
-                    time.perf_counter() - started)
+        row("LiteRT (XNNPACK)", recipe, tflite_export.run_litert(model, test.images, threads=args.threads),
+            median_ms(call, test.images, args.repeats), seconds)
+
+    fp32 = onnx.load(export_dir / "model.onnx")
+    onnx_row("fp32", fp32.SerializeToString(), None)
+    for method in ("minmax", "percentile"):
+        for float_convs in args.float_convs:
             started = time.perf_counter()
-            model = tflite_export.convert(run.saved_model_path, "int8", calibration.images)
-            row("TFLite full integer (converter default)", count, tflite_export.run_litert(model, test.images),
-                time.perf_counter() - started)
+            quantized = to_int8_static(fp32, calibration.images, calibration=method, float_convs=float_convs)
+            onnx_row(f"static QDQ, {method}, {float_convs} float convs", quantized.SerializeToString(),
+                     time.perf_counter() - started)
+    litert_row("fp32", (export_dir / "model.tflite").read_bytes(), None)
+    for float_convs in args.float_convs:
+        started = time.perf_counter()
+        model = tflite_export.convert(run.saved_model_path, "int8", calibration.images, float_convs=float_convs)
+        litert_row(f"int8, {float_convs} float convs", model, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

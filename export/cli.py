@@ -26,6 +26,8 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--parity-images", "parity_images", int, "test images the parity gate compares every format on"),
     ("--calibration-images", "calibration_images", int, "training images for int8 calibration"),
     ("--onnx-calibration", "onnx_calibration", str, "onnx-int8-static calibration: minmax, percentile or entropy"),
+    ("--int8-float-convs", "int8_float_convs", int, "onnx-int8-static and tflite-int8: the first N convolutions "
+                                                    "stay float32 (0: quantize all; see README for the trade-off)"),
     ("--convert-timeout", "convert_timeout", int, "seconds tf2onnx may take before that format fails"),
     ("--seed", "seed", int, "seed choosing the parity and calibration images"),
 ]

@@ -31,6 +31,7 @@ class ExportConfig:
     parity_images: int = 256
     calibration_images: int = 128
     onnx_calibration: str = "percentile"  # onnx-int8-static: minmax, percentile or entropy
+    int8_float_convs: int = 2  # onnx-int8-static and tflite-int8: the first N convolutions stay float32
     thresholds: list[str] = field(default_factory=list)  # TARGET.METRIC=VALUE overrides
     allow_unblessed: bool = False
     tflite_uint8_io: bool = False
@@ -64,6 +65,9 @@ class ExportConfig:
                               f"got {self.onnx_calibration!r}")
         if not 7 <= self.opset <= 21:
             raise ConfigError(f"opset must be between 7 and 21, got {self.opset}")
+        if self.int8_float_convs < 0:
+            raise ConfigError(f"int8_float_convs must be >= 0 (0 quantizes every convolution), "
+                              f"got {self.int8_float_convs}")
         for name in ("parity_images", "calibration_images", "convert_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

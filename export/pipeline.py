@@ -247,7 +247,7 @@ class _FormatExporter:
                 raise
         model = self.onnx_fp32 if variant == "fp32" else make_variant(
             self.onnx_fp32, variant, self.calibration.images if self.calibration else None,
-            calibration=self.config.onnx_calibration)
+            calibration=self.config.onnx_calibration, float_convs=self.config.int8_float_convs)
         filename = FORMATS[_format_name("onnx", variant)].filename
         (self.stage / filename).write_bytes(model.SerializeToString())
         return [filename]
@@ -257,7 +257,8 @@ class _FormatExporter:
 
         representative = self.calibration.images if self.calibration else None
         model = tflite_export.convert(self.run.saved_model_path, variant, representative,
-                                      uint8_io=self.config.tflite_uint8_io and variant == "int8")
+                                      uint8_io=self.config.tflite_uint8_io and variant == "int8",
+                                      float_convs=self.config.int8_float_convs if variant == "int8" else 0)
         filename = FORMATS[_format_name("tflite", variant)].filename
         (self.stage / filename).write_bytes(tflite_export.add_labels(model, self.run.class_names))
         return [filename]

@@ -9,6 +9,7 @@ Labels travel inside the file as a TFLite ``metadata`` entry named ``labels``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +20,21 @@ LABELS_METADATA = "labels"
 
 
 def convert(saved_model_dir: Path, variant: str, representative_images: np.ndarray | None = None,
-            uint8_io: bool = False) -> bytes:
+            uint8_io: bool = False, float_convs: int = 0) -> bytes:
     """One TFLite variant of ``saved_model_dir`` as bytes.
 
     ``int8`` (full integer) needs ``representative_images`` (float32 RGB 0-255,
     real training images); ``uint8_io`` then makes the input and output uint8.
+    ``float_convs`` keeps the first convolutions of ``int8`` in float32 (through
+    the converter's selective quantization): they see the raw image and carry
+    the largest quantization error.
     """
     import tensorflow as tf
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if float_convs < 0:
+        raise ValueError(f"float_convs must be >= 0, got {float_convs}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     if variant != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -43,11 +49,47 @@ def convert(saved_model_dir: Path, variant: str, representative_images: np.ndarr
                 yield [np.asarray(image, np.float32)[None]]
 
         converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if uint8_io:
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
+        if float_convs:
+            return _selectively_quantized(converter, saved_model_dir, representative, float_convs)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
+
+
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def conv_outputs(model_bytes: bytes) -> list[str]:
+    """Output tensor names of the convolutions of a TFLite model, in execution order."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(model_bytes, 0)
+    codes = {getattr(schema.BuiltinOperator, name): name for name in CONV_OPS}
+    graph = model.Subgraphs(0)
+    names = []
+    for index in range(graph.OperatorsLength()):
+        operator = graph.Operators(index)
+        opcode = model.OperatorCodes(operator.OpcodeIndex())
+        if max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()) in codes:
+            names.append(graph.Tensors(operator.Outputs(0)).Name().decode())
+    return names
+
+
+def _selectively_quantized(converter, saved_model_dir: Path, representative, float_convs: int) -> bytes:
+    """Full int8 except the first ``float_convs`` convolutions (TF's QuantizationDebugger denylist)."""
+    import tensorflow as tf
+
+    float_model = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
+    denylist = conv_outputs(float_model)[:float_convs]
+    first = next(iter(representative()))
+    with warnings.catch_warnings():  # the debugger itself still builds the deprecated tf.lite.Interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: iter([first]),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist))
+        return debugger.get_nondebug_quantized_model()
 
 
 def add_labels(model_bytes: bytes, class_names: tuple[str, ...]) -> bytes:

@@ -167,3 +167,29 @@ def test_classifier_exports_to_a_saved_model(name, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: it owns the variables
     served = loaded.serve(tf.constant(images)).numpy()
     np.testing.assert_allclose(served, model.predict(images, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("spec, ops", [
+    (dict(scale=1 / 127.5, offset=-1.0), ["MUL", "ADD"]),  # mobilenet_v2
+    (dict(scale=1 / 255.0), ["MUL"]),
+    (dict(mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4)), ["MUL", "ADD"]),  # per-channel torch style
+])
+def test_preprocessing_is_at_most_one_multiply_and_one_add(spec, ops):
+    """Each elementwise op is a requantization step in an int8 export; identities must not become ops."""
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from training.backbones import Preprocessing
+    from training.backbones.preprocessing import preprocessing_layer
+
+    preprocessing = Preprocessing(**spec)
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, preprocessing_layer(preprocessing)(inputs))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 4, 4, 3)).astype(np.float32)
+    expected = (x * preprocessing.scale + preprocessing.offset - np.array(preprocessing.mean)) / np.array(preprocessing.std)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    flat = schema.Model.GetRootAsModel(tf.lite.TFLiteConverter.from_keras_model(model).convert(), 0)
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    graph = flat.Subgraphs(0)
+    assert [names[flat.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode()]
+            for i in range(graph.OperatorsLength())] == ops

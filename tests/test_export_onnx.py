@@ -87,3 +87,24 @@ def test_unknown_variant_and_missing_calibration(onnx_model):
         make_variant(onnx_model[1], "int4")
     with pytest.raises(ValueError, match="needs calibration images"):
         make_variant(onnx_model[1], "int8_static")
+
+
+def test_int8_static_float_convs_leaves_the_first_convolutions_unquantized(onnx_model):
+    from export.onnx_variants import make_variant
+
+    run, model = onnx_model
+    samples = load_samples(run, 8)
+    quantized = make_variant(model, "int8_static", calibration_images=samples.images, calibration="minmax",
+                             float_convs=1)
+    producers = {output: node.op_type for node in quantized.graph.node for output in node.output}
+    convs = [node for node in quantized.graph.node if node.op_type == "Conv"]
+    assert len(convs) >= 2
+    # a quantized Conv reads DequantizeLinear outputs; the excluded first one reads float tensors
+    assert [producers.get(node.input[1]) == "DequantizeLinear" for node in convs] == [False] + [True] * (len(convs) - 1)
+    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"images": samples.images})[0]
+    got = session.run(None, {"images": samples.images})[0]
+    assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= 7 / 8
+    with pytest.raises(ValueError, match="float_convs must be >= 0, got -1"):
+        make_variant(model, "int8_static", calibration_images=samples.images, float_convs=-1)

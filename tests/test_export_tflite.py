@@ -55,3 +55,24 @@ def test_bad_variant_and_missing_calibration_are_clear_errors(reference):
         tflite_export.convert(run.saved_model_path, "int4")
     with pytest.raises(ValueError, match="needs representative images"):
         tflite_export.convert(run.saved_model_path, "int8")
+
+
+def _conv_output_dtypes(model: bytes) -> list:
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = {t["name"]: t["dtype"] for t in Interpreter(model_content=model).get_tensor_details()}
+    return [dtypes[name] for name in tflite_export.conv_outputs(model)]
+
+
+@pytest.mark.parametrize("float_convs", [0, 1])
+def test_int8_float_convs_keeps_exactly_the_first_convolutions_in_float(reference, float_convs):
+    run, samples, expected = reference
+    model = tflite_export.convert(run.saved_model_path, "int8", representative_images=samples.images,
+                                  float_convs=float_convs)
+    dtypes = _conv_output_dtypes(model)
+    assert len(dtypes) >= 2
+    assert dtypes == [np.float32] * float_convs + [np.int8] * (len(dtypes) - float_convs)
+    got = tflite_export.run_litert(model, samples.images)
+    assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= 0.75
+    with pytest.raises(ValueError, match="float_convs must be >= 0, got -1"):
+        tflite_export.convert(run.saved_model_path, "int8", samples.images, float_convs=-1)

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("training.demo_cli", "train on the embedded default data (Fashion-MNIST, 40 images per class)"),
     "cache": ("training.cache_cli", "show or fill the ftx cache (weights and datasets)"),
     "export": ("export.cli", "SavedModel for TF Serving, ONNX and TFLite from a run, checked by a parity gate"),
+    "serving-config": ("serving.config_cli", "TF Serving's models.config, batching.config and monitoring.config"),
 }
 
 

@@ -27,9 +27,17 @@ class ImagePreprocessing(keras.layers.Layer):
         x = ops.cast(images, self.compute_dtype)
         if self.bgr:
             x = ops.flip(x, axis=-1)
-        shift = ops.convert_to_tensor([self.offset - m for m in self.mean], dtype=x.dtype)
-        inv_std = ops.convert_to_tensor([1.0 / s for s in self.std], dtype=x.dtype)
-        return (x * self.scale + shift) * inv_std
+        # (x * scale + offset - mean) / std as one multiply and one add, and none where they are identities:
+        # every elementwise op becomes a requantization step in an int8 export, and each costs accuracy.
+        factor = [self.scale / s for s in self.std]
+        shift = [(self.offset - m) / s for m, s in zip(self.mean, self.std)]
+        if len(set(factor)) == 1:
+            factor = factor[:1]
+        if factor != [1.0]:
+            x = x * ops.convert_to_tensor(factor[0] if len(factor) == 1 else factor, dtype=x.dtype)
+        if any(shift):
+            x = x + ops.convert_to_tensor(shift[0] if len(set(shift)) == 1 else shift, dtype=x.dtype)
+        return x
 
     def get_config(self) -> dict:
         return {**super().get_config(), "scale": self.scale, "offset": self.offset,
