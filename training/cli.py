@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("training.cache_cli", "show or fill the ftx cache (weights and datasets)"),
     "export": ("export.cli", "SavedModel for TF Serving, ONNX and TFLite from a run, checked by a parity gate"),
     "serving-config": ("serving.config_cli", "TF Serving's models.config, batching.config and monitoring.config"),
+    "serve": ("serving.serve_cli", "TF Serving's gRPC and REST API over ONNX Runtime (or the SavedModel)"),
+    "client": ("serving.client_cli", "predict, classify, metadata and status against TF Serving or ftx serve"),
 }
 
 

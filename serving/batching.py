@@ -1,0 +1,102 @@
+"""Server-side batching driven by TF Serving's ``BatchingParameters``.
+
+Requests' images queue up; each of ``num_batch_threads`` workers takes the
+oldest, then gathers more until ``max_batch_size`` images or
+``batch_timeout_micros`` after the first arrived, pads the batch up to the
+next ``allowed_batch_sizes`` entry (so the runtime sees few distinct shapes),
+runs it once and hands every request its rows. A full queue
+(``max_enqueued_batches`` batches waiting) is refused with RESOURCE_EXHAUSTED
+rather than letting latency grow without bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+
+from serving.errors import ServingError
+from serving.servable import Runner
+from serving.tfs_config import BatchingSettings
+
+
+class Batcher:
+    """A runner that merges concurrent calls into batches; call it like the runner it wraps."""
+
+    def __init__(self, runner: Runner, settings: BatchingSettings, name: str = "batch") -> None:
+        self.runner, self.settings = runner, settings
+        self._queue: collections.deque[tuple[np.ndarray, Future, float]] = collections.deque()
+        self._queued_images = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                         for i in range(settings.num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        limit = self.settings.max_batch_size
+        if len(images) > limit:
+            raise ServingError.invalid(f"batch of {len(images)} is larger than max_batch_size {limit}")
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise ServingError.unavailable("this model version is being unloaded; retry")
+            if self._queued_images + len(images) > self.settings.max_enqueued_batches * limit:
+                raise ServingError.exhausted(f"the batching queue is full ({self.settings.max_enqueued_batches} "
+                                             f"batches of {limit} waiting); retry later")
+            self._queue.append((images, future, time.monotonic()))
+            self._queued_images += len(images)
+            self._cond.notify()
+        return future.result()
+
+    def _take_batch(self) -> list[tuple[np.ndarray, Future, float]] | None:
+        timeout = self.settings.batch_timeout_micros / 1e6
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            deadline = self._queue[0][2] + timeout
+            while (self._queued_images < self.settings.max_batch_size and not self._closed
+                   and (remaining := deadline - time.monotonic()) > 0):
+                self._cond.wait(remaining)
+            batch, size = [], 0
+            while self._queue and size + len(self._queue[0][0]) <= self.settings.max_batch_size:
+                task = self._queue.popleft()
+                batch.append(task)
+                size += len(task[0])
+            self._queued_images -= size
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            images = np.concatenate([task[0] for task in batch]) if len(batch) > 1 else batch[0][0]
+            count = len(images)
+            padded = self._padded_size(count)
+            if padded > count:
+                images = np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
+            try:
+                outputs = self.runner(images)[:count]
+            except BaseException as error:  # noqa: BLE001 - every waiting request gets the error, the worker lives
+                for _, future, _ in batch:
+                    future.set_exception(error)
+                continue
+            start = 0
+            for task_images, future, _ in batch:
+                future.set_result(outputs[start:start + len(task_images)])
+                start += len(task_images)
+
+    def _padded_size(self, count: int) -> int:
+        return next((size for size in self.settings.allowed_batch_sizes if size >= count), count)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the workers."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)

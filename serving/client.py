@@ -1,0 +1,266 @@
+"""A client for TF Serving and ``ftx serve`` alike: gRPC and REST, same calls, same answers.
+
+The gRPC client reads the model's signatures with GetModelMetadata and takes
+input names and image size from there instead of hard-coding them. Requests
+carry a deadline; UNAVAILABLE (server starting, version swapping, connection
+reset) is retried with exponential backoff, nothing else is; inputs larger
+than ``batch_size`` are sent in several requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_CLASSIFY = "serving_default", "serving_bytes", "classify"
+
+
+class ClientError(RuntimeError):
+    """The server refused or failed a request; ``code`` is the gRPC status name (or HTTP status for REST)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class ClientOptions:
+    model: str
+    version: int | None = None
+    label: str | None = None
+    timeout: float = 30.0  # seconds per request (the gRPC deadline)
+    retries: int = 3  # extra tries on UNAVAILABLE
+    backoff: float = 0.2  # seconds before the first retry; doubles each time
+    batch_size: int = 32  # images per request
+    max_message_bytes: int = 64 * 1024 * 1024
+    tls: bool = False
+    root_certificates: str | None = None  # PEM file; default: the system's roots
+
+    def __post_init__(self) -> None:
+        if self.version is not None and self.label:
+            raise ValueError("give a version or a version label, not both")
+        if self.batch_size < 1 or self.timeout <= 0 or self.retries < 0:
+            raise ValueError("batch_size >= 1, timeout > 0 and retries >= 0 are required")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: np.ndarray  # float32 [N, C]
+    class_ids: np.ndarray  # int [N]
+    class_names: list[str]
+
+
+def _batches(items, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _merge(parts: list[Prediction]) -> Prediction:
+    return Prediction(np.concatenate([p.probabilities for p in parts]), np.concatenate([p.class_ids for p in parts]),
+                      [name for p in parts for name in p.class_names])
+
+
+class GrpcClient:
+    def __init__(self, target: str, options: ClientOptions) -> None:
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self.options = options
+        channel_options = [("grpc.max_send_message_length", options.max_message_bytes),
+                           ("grpc.max_receive_message_length", options.max_message_bytes)]
+        if options.tls:
+            roots = Path(options.root_certificates).read_bytes() if options.root_certificates else None
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), channel_options)
+        else:
+            self.channel = grpc.insecure_channel(target, channel_options)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self._signatures: dict | None = None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "GrpcClient":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def _call(self, method, request):
+        delay = self.options.backoff
+        for attempt in range(self.options.retries + 1):
+            try:
+                return method(request, timeout=self.options.timeout)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.options.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ClientError(error.code().name, error.details() or "") from None
+
+    def _spec(self, spec, signature: str = "") -> None:
+        spec.name = self.options.model
+        if signature:
+            spec.signature_name = signature
+        if self.options.version is not None:
+            spec.version.value = self.options.version
+        elif self.options.label:
+            spec.version_label = self.options.label
+
+    def signatures(self) -> dict[str, dict]:
+        """signature -> {"inputs": {name: (dtype, shape)}, "outputs": {...}} from GetModelMetadata (cached)."""
+        if self._signatures is None:
+            from tensorflow.core.framework import types_pb2
+            from tensorflow_serving.apis import get_model_metadata_pb2
+
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            self._spec(request.model_spec)
+            response = self._call(self.predictions.GetModelMetadata, request)
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signature_map)
+
+            def describe(infos):
+                return {name: (types_pb2.DataType.Name(info.dtype), [d.size for d in info.tensor_shape.dim])
+                        for name, info in infos.items()}
+
+            self._signatures = {name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+                                for name, sig in signature_map.signature_def.items()}
+        return self._signatures
+
+    def _input(self, signature: str) -> tuple[str, list[int]]:
+        signatures = self.signatures()
+        if signature not in signatures:
+            raise ClientError("NOT_FOUND", f"model {self.options.model!r} has no signature {signature!r}; "
+                                           f"it has {sorted(signatures)}")
+        ((name, (_, shape)),) = signatures[signature]["inputs"].items()
+        return name, shape
+
+    def status(self) -> list[tuple[int, str]]:
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec)
+        response = self._call(self.models.GetModelStatus, request)
+        states = get_model_status_pb2.ModelVersionStatus.State
+        return [(s.version, states.Name(s.state)) for s in response.model_version_status]
+
+    def _predict(self, signature: str, value: np.ndarray) -> Prediction:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        name, _ = self._input(signature)
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec, signature)
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        response = self._call(self.predictions.Predict, request)
+        outputs = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+        return Prediction(outputs["probabilities"], outputs["class_ids"],
+                          [n.decode() for n in outputs["class_names"]])
+
+    def predict(self, images: np.ndarray) -> Prediction:
+        """float32 RGB 0-255 images [N, H, W, 3] through the tensor signature."""
+        _, shape = self._input(SIGNATURE_TENSOR)
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or list(images.shape[1:]) != shape[1:]:
+            raise ValueError(f"images must have shape [N, {shape[1]}, {shape[2]}, 3], got {list(images.shape)}")
+        return _merge([self._predict(SIGNATURE_TENSOR, part) for part in _batches(images, self.options.batch_size)])
+
+    def predict_bytes(self, encoded: list[bytes]) -> Prediction:
+        """Encoded image files (JPEG/PNG/BMP/GIF) through the bytes signature; the server decodes and resizes."""
+        return _merge([self._predict(SIGNATURE_BYTES, np.array(part, dtype=object))
+                       for part in _batches(list(encoded), self.options.batch_size)])
+
+    def classify(self, encoded: list[bytes]) -> list[list[tuple[str, float]]]:
+        """The Classify RPC on tf.Examples holding each image under ``image/encoded``."""
+        from tensorflow.core.example import example_pb2
+        from tensorflow_serving.apis import classification_pb2
+
+        results = []
+        for part in _batches(list(encoded), self.options.batch_size):
+            request = classification_pb2.ClassificationRequest()
+            self._spec(request.model_spec, SIGNATURE_CLASSIFY)
+            for data in part:
+                example = request.input.example_list.examples.add()
+                example.features.feature["image/encoded"].bytes_list.value.append(data)
+            response = self._call(self.predictions.Classify, request)
+            results += [[(c.label, c.score) for c in r.classes] for r in response.result.classifications]
+        return results
+
+
+class RestClient:
+    """The same calls over TF Serving's REST API (``instances`` row format, ``{"b64": ...}`` for bytes)."""
+
+    def __init__(self, base_url: str, options: ClientOptions) -> None:
+        self.base = base_url.rstrip("/") if "://" in base_url else f"http://{base_url.rstrip('/')}"
+        self.options = options
+
+    def _url(self, suffix: str = "") -> str:
+        url = f"{self.base}/v1/models/{self.options.model}"
+        if self.options.version is not None:
+            url += f"/versions/{self.options.version}"
+        elif self.options.label:
+            url += f"/labels/{self.options.label}"
+        return url + suffix
+
+    def _request(self, url: str, payload: dict | None = None) -> dict:
+        data = None if payload is None else json.dumps(payload).encode()
+        delay = self.options.backoff
+        for attempt in range(self.options.retries + 1):
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.options.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                body = error.read()
+                try:
+                    message = json.loads(body).get("error", body.decode(errors="replace"))
+                except (json.JSONDecodeError, AttributeError):
+                    message = body.decode(errors="replace")
+                if error.code == 503 and attempt < self.options.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ClientError(str(error.code), message) from None
+            except urllib.error.URLError as error:
+                if attempt < self.options.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ClientError("UNAVAILABLE", str(error.reason)) from None
+
+    def status(self) -> list[tuple[int, str]]:
+        return [(int(s["version"]), s["state"]) for s in self._request(self._url())["model_version_status"]]
+
+    def metadata(self) -> dict:
+        return self._request(self._url("/metadata"))
+
+    def _predict(self, signature: str, instances: list) -> Prediction:
+        result = self._request(self._url(":predict"), {"signature_name": signature, "instances": instances})
+        rows = result["predictions"]
+        return Prediction(np.array([r["probabilities"] for r in rows], np.float32),
+                          np.array([r["class_ids"] for r in rows]), [r["class_names"] for r in rows])
+
+    def predict(self, images: np.ndarray) -> Prediction:
+        images = np.asarray(images, np.float32)
+        return _merge([self._predict(SIGNATURE_TENSOR, part.tolist())
+                       for part in _batches(images, self.options.batch_size)])
+
+    def predict_bytes(self, encoded: list[bytes]) -> Prediction:
+        return _merge([self._predict(SIGNATURE_BYTES, [{"b64": base64.b64encode(d).decode()} for d in part])
+                       for part in _batches(list(encoded), self.options.batch_size)])
+
+    def classify(self, encoded: list[bytes]) -> list[list[tuple[str, float]]]:
+        results = []
+        for part in _batches(list(encoded), self.options.batch_size):
+            examples = [{"image/encoded": {"b64": base64.b64encode(d).decode()}} for d in part]
+            response = self._request(self._url(":classify"), {"signature_name": SIGNATURE_CLASSIFY,
+                                                                "examples": examples})
+            results += [[(label, float(score)) for label, score in row] for row in response["results"]]
+        return results
