@@ -54,23 +54,26 @@ class Batcher:
         return future.result()
 
     def _take_batch(self) -> list[tuple[np.ndarray, Future, float]] | None:
+        """The next batch, or None once closed and drained. Workers race for the queue; a loser waits again."""
         timeout = self.settings.batch_timeout_micros / 1e6
         with self._cond:
-            while not self._queue and not self._closed:
-                self._cond.wait()
-            if not self._queue:
-                return None
-            deadline = self._queue[0][2] + timeout
-            while (self._queued_images < self.settings.max_batch_size and not self._closed
-                   and (remaining := deadline - time.monotonic()) > 0):
-                self._cond.wait(remaining)
-            batch, size = [], 0
-            while self._queue and size + len(self._queue[0][0]) <= self.settings.max_batch_size:
-                task = self._queue.popleft()
-                batch.append(task)
-                size += len(task[0])
-            self._queued_images -= size
-            return batch
+            while True:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return None
+                deadline = self._queue[0][2] + timeout
+                while (self._queued_images < self.settings.max_batch_size and not self._closed
+                       and (remaining := deadline - time.monotonic()) > 0):
+                    self._cond.wait(remaining)
+                batch, size = [], 0
+                while self._queue and size + len(self._queue[0][0]) <= self.settings.max_batch_size:
+                    task = self._queue.popleft()
+                    batch.append(task)
+                    size += len(task[0])
+                if batch:
+                    self._queued_images -= size
+                    return batch
 
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:

@@ -1,0 +1,326 @@
+"""ftx serve end to end: a real export, a real server on 127.0.0.1, real gRPC and HTTP, the ftx client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from export.config import ExportConfig
+from export.pipeline import export_run
+from export.run_dir import read_run
+from export.samples import load_samples
+from export.savedmodel import load_keras_model
+from serving.client import ClientError, ClientOptions, GrpcClient, RestClient
+from serving.model_store import ModelStore
+from serving.server import ModelServer, ServerLimits
+from serving.tfs_config import BatchingSettings, ModelEntry, VersionPolicy
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    """Version 1 of model 'tiny' (SavedModel + ONNX), the Keras reference and real test images."""
+    root = tmp_path_factory.mktemp("serving") / "exports"
+    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
+                                     parity_images=12).validate())
+    assert result.blessed and result.directory == root / "tiny" / "1"
+    run = read_run(tiny_run)
+    samples = load_samples(run, 12)
+    expected = load_keras_model(run).predict(samples.images, verbose=0)
+    return root / "tiny", run, samples, expected
+
+
+def start(base, backend="onnx", batching=None, limits=None, policy=VersionPolicy(), labels=None, poll=0.0):
+    store = ModelStore([ModelEntry("tiny", str(base), policy, labels or {})], backend, threads=1, batching=batching)
+    store.start(poll)
+    return ModelServer(store, 0, 0, limits or ServerLimits()).start()
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    server = start(exported[0], labels={"stable": 1})
+    yield server
+    server.stop(1)
+
+
+def grpc_client(server, **options) -> GrpcClient:
+    return GrpcClient(f"127.0.0.1:{server.grpc_port}", ClientOptions("tiny", **options))
+
+
+def rest_client(server, **options) -> RestClient:
+    return RestClient(f"127.0.0.1:{server.rest_port}", ClientOptions("tiny", **options))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "savedmodel"])
+def test_grpc_predictions_equal_the_keras_model(exported, backend):
+    base, run, samples, expected = exported
+    server = start(base, backend)
+    try:
+        with grpc_client(server, batch_size=5) as client:  # 12 images: three requests
+            tensor = client.predict(samples.images)
+            encoded = client.predict_bytes(list(samples.encoded))
+            classified = client.classify(list(samples.encoded))
+            assert client.status() == [(1, "AVAILABLE")]
+            signatures = client.signatures()
+    finally:
+        server.stop(1)
+    np.testing.assert_allclose(tensor.probabilities, expected, atol=1e-4)
+    assert tensor.class_names == [run.class_names[i] for i in expected.argmax(1)]
+    np.testing.assert_allclose(encoded.probabilities, expected, atol=1e-4)  # the bytes path decodes like training
+    np.testing.assert_allclose([[score for _, score in row] for row in classified], expected, atol=1e-4)
+    assert [label for label, _ in classified[0]] == list(run.class_names)
+    assert signatures["serving_default"]["inputs"] == {"images": ("DT_FLOAT", [-1, 32, 32, 3])}
+    assert signatures["serving_bytes"]["inputs"] == {"images_bytes": ("DT_STRING", [-1])}
+    assert set(signatures) == {"serving_default", "serving_bytes", "serving_examples", "classify"}
+
+
+def test_rest_rows_columns_b64_and_labels(server, exported):
+    _, run, samples, expected = exported
+    client = rest_client(server, label="stable")
+    np.testing.assert_allclose(client.predict(samples.images[:3]).probabilities, expected[:3], atol=1e-4)
+    np.testing.assert_allclose(client.predict_bytes(list(samples.encoded[:3])).probabilities, expected[:3], atol=1e-4)
+    assert client.status() == [(1, "AVAILABLE")]
+    assert [label for label, _ in client.classify(list(samples.encoded[:1]))[0]] == list(run.class_names)
+    columnar = json.dumps({"signature_name": "serving_bytes", "inputs": {"images_bytes": [
+        {"b64": base64.b64encode(samples.encoded[0]).decode()}]}}).encode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny/versions/1:predict",
+                                data=columnar) as response:
+        outputs = json.loads(response.read())["outputs"]
+    np.testing.assert_allclose(outputs["probabilities"], expected[:1], atol=1e-4)
+    assert outputs["class_names"] == [run.class_names[expected[0].argmax()]]
+    metadata = client.metadata()["metadata"]["signature_def"]["signatureDef"]
+    assert metadata["serving_default"]["inputs"]["images"]["dtype"] == "DT_FLOAT"
+
+
+def _raw_predict(server, signature, name, value, model="tiny", version=None):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = model, signature
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    try:
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize("signature, name, value, model, version, code, message", [
+    ("serving_default", "pixels", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
+     "takes exactly one input 'images'"),
+    ("serving_default", "images", np.array([b"x"], dtype=object), "tiny", None, "INVALID_ARGUMENT",
+     "must be float32 RGB 0-255, got dtype object"),
+    ("serving_default", "images", np.zeros((1, 30, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
+     r"must have shape \[batch, 32, 32, 3\], got \[1, 30, 32, 3\]"),
+    ("serving_default", "images", np.zeros((1025, 32, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
+     "larger than the maximum batch size 1024"),
+    ("serving_bytes", "images_bytes", np.array([b"not an image"], dtype=object), "tiny", None, "INVALID_ARGUMENT",
+     "cannot decode an image"),
+    ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "nope", None, "NOT_FOUND",
+     "no model named 'nope'; this server serves tiny"),
+    ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", 9, "NOT_FOUND",
+     r"no loaded version 9; loaded: \[1\]"),
+    ("serving_nope", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "NOT_FOUND",
+     "has no signature 'serving_nope'"),
+])
+def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, exported, signature, name, value,
+                                                                        model, version, code, message):
+    with pytest.raises(grpc.RpcError) as caught:
+        _raw_predict(server, signature, name, value, model, version)
+    assert caught.value.code().name == code
+    assert re.search(message, caught.value.details()), caught.value.details()
+    images = exported[2].images[:2]
+    response = _raw_predict(server, "serving_default", "images", images)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), exported[3][:2], atol=1e-4)
+
+
+def test_unknown_label_and_oversized_messages(exported):
+    server = start(exported[0], limits=ServerLimits(max_request_bytes=200_000))
+    try:
+        with pytest.raises(ClientError, match="NOT_FOUND: model 'tiny' has no version label 'canary'"):
+            grpc_client(server, label="canary").predict(exported[2].images[:1])
+        big = np.zeros((64, 32, 32, 3), np.float32)  # 786 kB > 200 kB
+        with pytest.raises(ClientError, match="RESOURCE_EXHAUSTED"):
+            grpc_client(server, batch_size=64).predict(big)
+        request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:predict",
+                                         data=json.dumps({"instances": big.tolist()}).encode())
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request)
+        assert caught.value.code == 413 and "larger than the limit 200000" in json.loads(caught.value.read())["error"]
+        for body, status, text in ((b"{not json", 400, "not JSON"), (b'{"instances": [[1, 2], [3]]}', 400, "regular"),
+                                   (b'{"instances": [], "inputs": []}', 400, "exactly one of")):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:predict", data=body)
+            assert caught.value.code == status and text in json.loads(caught.value.read())["error"]
+        assert grpc_client(server).predict(exported[2].images[:1]).probabilities.shape == (1, 3)
+    finally:
+        server.stop(1)
+
+
+def test_only_complete_integer_versions_are_served_and_new_ones_are_picked_up(exported, tmp_path):
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[0] / "1", base / "1")
+    (base / "3").mkdir()  # a copy in progress: no model.onnx yet
+    shutil.copytree(exported[0] / "1", base / ".4.x.partial")  # ftx export's stage
+    shutil.copytree(exported[0] / "1", base / "5.not_blessed")  # refused by the parity gate
+    server = start(base, policy=VersionPolicy("all"), poll=0.1)
+    try:
+        client = grpc_client(server)
+        assert client.status() == [(1, "AVAILABLE")]
+        shutil.copytree(exported[0] / "1", tmp_path / "stage")
+        (tmp_path / "stage").rename(base / "2")
+        for _ in range(100):
+            if [v for v, _ in client.status()] == [1, 2]:
+                break
+            threading.Event().wait(0.1)
+        assert client.status() == [(1, "AVAILABLE"), (2, "AVAILABLE")]
+        assert _raw_predict(server, "serving_default", "images", exported[2].images[:1]).model_spec.version.value == 2
+    finally:
+        server.stop(1)
+
+
+def test_concurrent_load_with_batching_and_a_new_version_under_load(exported, tmp_path):
+    """16 clients x 150 requests; version 2 lands mid-run; zero errors, every response accounted for."""
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[0] / "1", base / "1")
+    batching = BatchingSettings(max_batch_size=8, batch_timeout_micros=2000, num_batch_threads=2,
+                                max_enqueued_batches=100, allowed_batch_sizes=(2, 4, 8))
+    server = start(base, batching=batching, poll=0.1)
+    images, expected = exported[2].images, exported[3]
+    errors, seen_versions, counts = [], set(), []
+    lock = threading.Lock()
+    halfway = threading.Event()
+
+    def worker(index: int) -> None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        done = 0
+        for step in range(150):
+            row = (index + step) % len(images)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "tiny"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(images[row:row + 1]))
+            try:
+                response = stub.Predict(request, timeout=60)
+                got = tf.make_ndarray(response.outputs["probabilities"])
+                if not np.allclose(got, expected[row:row + 1], atol=1e-4):
+                    raise AssertionError(f"wrong answer for image {row}")
+                with lock:
+                    seen_versions.add(response.model_spec.version.value)
+                done += 1
+            except Exception as error:  # noqa: BLE001 - collected and asserted below
+                with lock:
+                    errors.append(repr(error))
+            if index == 0 and step == 50:
+                halfway.set()
+        with lock:
+            counts.append(done)
+        channel.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        halfway.wait(120)
+        shutil.copytree(exported[0] / "1", tmp_path / "stage")
+        (tmp_path / "stage").rename(base / "2")  # latest:1 policy: 2 replaces 1 under load
+        for thread in threads:
+            thread.join(300)
+    finally:
+        server.stop(5)
+    assert errors == []
+    assert sum(counts) == 16 * 150
+    assert seen_versions == {1, 2}
+
+
+def test_client_retries_unavailable_until_the_server_is_up(exported):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    holder = {}
+
+    def late_start() -> None:
+        store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx", threads=1)
+        store.start(0)
+        holder["server"] = ModelServer(store, port, None, ServerLimits()).start()
+
+    timer = threading.Timer(0.5, late_start)
+    timer.start()
+    try:
+        client = GrpcClient(f"127.0.0.1:{port}", ClientOptions("tiny", retries=6, backoff=0.2, timeout=5))
+        assert client.status() == [(1, "AVAILABLE")]
+        no_retry = GrpcClient(f"127.0.0.1:{port}", ClientOptions("tiny", retries=0))
+        with pytest.raises(ClientError, match="INVALID_ARGUMENT"):  # not retried: a client error stays an error
+            no_retry._predict("serving_default", np.zeros((1, 8, 8, 3), np.float32))
+    finally:
+        timer.join()
+        holder["server"].stop(1)
+
+
+def test_ftx_serve_takes_tf_serving_flags_serves_metrics_and_stops_on_sigterm(exported, tmp_path):
+    """The launch line of tensorflow_model_server (``--flag=value``), a models.config, the ftx client CLI."""
+    import socket
+
+    from serving.config_cli import write_configs
+
+    base, run, samples, expected = exported
+    paths = write_configs(base.parent, ["tiny"], tmp_path, VersionPolicy(), {}, BatchingSettings.for_device("cpu", 2))
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    command = [sys.executable, "-m", "training.cli", "serve", f"--port={ports[0]}", f"--rest_api_port={ports[1]}",
+               f"--model_config_file={paths['models.config']}", "--enable_batching=true",
+               f"--batching_parameters_file={paths['batching.config']}",
+               f"--monitoring_config_file={paths['monitoring.config']}", "--file_system_poll_wait_seconds=0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for line in server.stdout:
+            if "Ctrl-C stops" in line:
+                break
+        image = tmp_path / "image.png"
+        image.write_bytes(samples.encoded[0])
+        client = subprocess.run([sys.executable, "-m", "training.cli", "client", "predict", str(image), "--server",
+                                 f"127.0.0.1:{ports[0]}", "--model", "tiny", "--top-k", "2"],
+                                capture_output=True, text=True, timeout=120)
+        assert client.returncode == 0, client.stderr
+        top = expected[0].argsort()[::-1][:2]
+        assert client.stdout.strip() == f"{image}: " + ", ".join(
+            f"{run.class_names[i]} {expected[0][i]:.3f}" for i in top)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/monitoring/prometheus/metrics") as response:
+            metrics = response.read().decode()
+        assert ':tensorflow:serving:request_count{model_name="tiny",API="Predict",status="OK"} 1' in metrics
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to serve"),
+    (["--model_base_path=/no/such/dir"], "is not a directory"),
+    (["--enable_batching", "--batching_parameters_file=/no/such/file"], "cannot read batching.config"),
+])
+def test_ftx_serve_bad_launch_lines_exit_2(args, message, tmp_path):
+    if "--enable_batching" in args:
+        args = [f"--model_base_path={tmp_path}", *args]
+    result = subprocess.run([sys.executable, "-m", "training.cli", "serve", "--port=0", *args], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2 and message in result.stderr
