@@ -38,7 +38,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite-int8-dynamic", "tflite", "int8_dynamic", "int8", "model.int8_dynamic.tflite",
                  "TFLite, dynamic-range int8"),
     ExportFormat("tflite-int8", "tflite", "int8", "int8", "model.int8.tflite",
-                 "TFLite, full-integer int8 from a representative set of training images"),
+                 "TFLite, int8 from a representative set of training images (full integer with --int8-float-convs 0)"),
 )}
 ALWAYS = ("savedmodel", "savedmodel-bytes")
 DEFAULT_FORMATS = tuple(FORMATS)

@@ -22,8 +22,7 @@ def test_written_configs_parse_back_with_every_field(tmp_path):
     assert dict(model.version_labels) == {"stable": 1, "canary": 2}
     batching = read_config(paths[BATCHING_CONFIG], BATCHING_CONFIG)
     assert BatchingSettings.from_message(batching) == BatchingSettings(
-        max_batch_size=32, batch_timeout_micros=0, num_batch_threads=2, max_enqueued_batches=100,
-        allowed_batch_sizes=(1, 2, 4, 8, 16, 32))
+        max_batch_size=32, batch_timeout_micros=0, num_batch_threads=2, max_enqueued_batches=100)
     monitoring = read_config(paths[MONITORING_CONFIG], MONITORING_CONFIG)
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
 

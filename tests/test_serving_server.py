@@ -324,3 +324,32 @@ def test_ftx_serve_bad_launch_lines_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.cli", "serve", "--port=0", *args], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_rest_survives_a_burst_of_16_concurrent_clients(server, exported):
+    """New connection per request (urllib): the listen backlog must not reset any of them."""
+    samples, expected = exported[2], exported[3]
+    body = json.dumps({"signature_name": "serving_bytes", "instances": [
+        {"b64": base64.b64encode(samples.encoded[0]).decode()}]}).encode()
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:predict"
+    errors, answers = [], []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            try:
+                with urllib.request.urlopen(url, data=body, timeout=60) as response:
+                    answer = json.loads(response.read())["predictions"][0]["probabilities"]
+                with lock:
+                    answers.append(answer)
+            except Exception as error:  # noqa: BLE001 - collected and asserted below
+                with lock:
+                    errors.append(repr(error))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == [] and len(answers) == 16 * 25
+    np.testing.assert_allclose(np.array(answers), np.repeat(expected[:1], len(answers), axis=0), atol=1e-4)
