@@ -3,7 +3,7 @@
 A ``tensorflow_model_server`` launch line carries over: ``--port``,
 ``--rest_api_port``, ``--model_name``/``--model_base_path`` or
 ``--model_config_file``, ``--enable_batching``/``--batching_parameters_file``,
-``--monitoring_config_file``, ``--file_system_poll_wait_seconds``, in the
+``--monitoring_config_file``, ``--ssl_config_file``, ``--file_system_poll_wait_seconds``, in the
 ``--flag=value`` form too. ``--backend`` and ``--host`` are ftx's own.
 Runs until SIGINT/SIGTERM, then finishes in-flight requests and exits.
 """
@@ -17,8 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
-from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, BatchingSettings, ModelEntry,
-                                ServingConfigError, VersionPolicy, read_config)
+from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, SSL_CONFIG, BatchingSettings,
+                                ModelEntry, ServingConfigError, VersionPolicy, read_config)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="server-side batching")
     parser.add_argument("--batching_parameters_file", help="batching.config (BatchingParameters text)")
     parser.add_argument("--monitoring_config_file", help="monitoring.config: Prometheus metrics on the REST port")
+    parser.add_argument("--ssl_config_file", help="ssl.config (SSLConfig text, PEM inline): gRPC over TLS")
     parser.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
                         help="seconds between scans for new versions (0: load once)")
     parser.add_argument("--backend", choices=("onnx", "savedmodel"), default="onnx",
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         entries = model_entries(args)
         batching = batching_settings(args)
         monitoring = read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None
+        ssl = read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None
     except ServingConfigError as error:
         print(f"ftx serve: {error}", file=sys.stderr)
         return 2
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = ModelServer(store, args.port, args.rest_api_port or None, limits,
                              metrics_path=monitoring.prometheus_config.path if monitoring is not None and
-                             monitoring.prometheus_config.enable else None).start()
+                             monitoring.prometheus_config.enable else None, ssl=ssl).start()
     except OSError as error:
         store.stop()
         print(f"ftx serve: {error}", file=sys.stderr)

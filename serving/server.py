@@ -30,7 +30,7 @@ class ModelServer:
     """Start both APIs on the given ports (0 = pick a free one; REST ``None`` = off)."""
 
     def __init__(self, store: ModelStore, grpc_port: int, rest_port: int | None, limits: ServerLimits,
-                 metrics_path: str | None = None) -> None:
+                 metrics_path: str | None = None, ssl=None) -> None:
         self.store, self.limits = store, limits
         self.metrics = Metrics()
         options = [("grpc.max_receive_message_length", limits.max_request_bytes),
@@ -40,7 +40,14 @@ class ModelServer:
                                 options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(store, self.metrics), self.grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(store, self.metrics), self.grpc)
-        self.grpc_port = self.grpc.add_insecure_port(f"{limits.host}:{grpc_port}")
+        address = f"{limits.host}:{grpc_port}"
+        if ssl is None:
+            self.grpc_port = self.grpc.add_insecure_port(address)
+        else:  # an SSLConfig message, as TF Serving's --ssl_config_file: gRPC over TLS, REST stays plain
+            credentials = grpc.ssl_server_credentials(
+                [(ssl.server_key.encode(), ssl.server_cert.encode())],
+                root_certificates=ssl.custom_ca.encode() or None, require_client_auth=ssl.client_verify)
+            self.grpc_port = self.grpc.add_secure_port(address, credentials)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC to {limits.host}:{grpc_port} (in use?)")
         self.http = None

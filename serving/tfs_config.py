@@ -17,11 +17,13 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from serving.tfs_protos import batching_parameters_class, model_server_config_class, monitoring_config_class
+from serving.tfs_protos import (batching_parameters_class, model_server_config_class, monitoring_config_class,
+                                ssl_config_class)
 
 MODELS_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
 MONITORING_CONFIG = "monitoring.config"
+SSL_CONFIG = "ssl.config"
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's own default path
 LABEL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -197,9 +199,19 @@ def monitoring_config(path: str = PROMETHEUS_PATH, enable: bool = True):
     return message
 
 
+def check_ssl(message) -> None:
+    """TF Serving's SSLConfig holds PEM text itself, not file names."""
+    for name in ("server_key", "server_cert"):
+        if "-----BEGIN" not in getattr(message, name):
+            raise ServingConfigError(f"ssl.config: {name} must hold the PEM text itself (-----BEGIN ...)")
+    if message.client_verify and "-----BEGIN" not in message.custom_ca:
+        raise ServingConfigError("ssl.config: client_verify needs custom_ca, the PEM of the CA that signs clients")
+
+
 PARSERS = {MODELS_CONFIG: (model_server_config_class, check_models_config),
            BATCHING_CONFIG: (batching_parameters_class, check_batching),
-           MONITORING_CONFIG: (monitoring_config_class, lambda message: None)}
+           MONITORING_CONFIG: (monitoring_config_class, lambda message: None),
+           SSL_CONFIG: (ssl_config_class, check_ssl)}
 
 
 def read_config(path: Path | str, kind: str):

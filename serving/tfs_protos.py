@@ -2,7 +2,8 @@
 
 ``ModelServerConfig`` comes from ``tensorflow-serving-api``. The pip package
 does not ship ``BatchingParameters`` (servables/tensorflow/session_bundle_config.proto)
-or ``MonitoringConfig`` (config/monitoring_config.proto), so they are built
+or ``MonitoringConfig`` (config/monitoring_config.proto) or ``SSLConfig``
+(config/ssl_config.proto), so they are built
 here from descriptors that copy those upstream files field for field (names,
 numbers, types): the text format the real server parses is decided by exactly
 these, so a file that parses here parses there.
@@ -52,6 +53,12 @@ def _pool() -> descriptor_pool.DescriptorPool:
     monitoring.message_type.add(name="MonitoringConfig", field=[
         _field("prometheus_config", 1, _F.TYPE_MESSAGE, f".{PACKAGE}.PrometheusConfig")])
     pool.Add(monitoring)
+    ssl = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/ftx_ssl_config.proto", package=PACKAGE, syntax="proto3")
+    ssl.message_type.add(name="SSLConfig", field=[
+        _field("server_key", 1, _F.TYPE_STRING), _field("server_cert", 2, _F.TYPE_STRING),
+        _field("custom_ca", 3, _F.TYPE_STRING), _field("client_verify", 4, _F.TYPE_BOOL)])
+    pool.Add(ssl)
     return pool
 
 
@@ -61,6 +68,10 @@ def batching_parameters_class():
 
 def monitoring_config_class():
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{PACKAGE}.MonitoringConfig"))
+
+
+def ssl_config_class():
+    return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{PACKAGE}.SSLConfig"))
 
 
 def model_server_config_class():

@@ -353,3 +353,71 @@ def test_rest_survives_a_burst_of_16_concurrent_clients(server, exported):
         thread.join(300)
     assert errors == [] and len(answers) == 16 * 25
     np.testing.assert_allclose(np.array(answers), np.repeat(expected[:1], len(answers), axis=0), atol=1e-4)
+
+
+def test_tls_with_tf_servings_ssl_config(exported, tmp_path):
+    """An ssl.config as TF Serving reads it (PEM inline); the client verifies the server against its CA."""
+    from google.protobuf import text_format
+
+    from serving.tfs_config import SSL_CONFIG, read_config
+    from serving.tfs_protos import ssl_config_class
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    message = ssl_config_class()(server_key=(tmp_path / "key.pem").read_text(),
+                                 server_cert=(tmp_path / "cert.pem").read_text())
+    (tmp_path / SSL_CONFIG).write_text(text_format.MessageToString(message))
+    ssl = read_config(tmp_path / SSL_CONFIG, SSL_CONFIG)
+    store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx", threads=1)
+    store.start(0)
+    server = ModelServer(store, 0, None, ServerLimits(), ssl=ssl).start()
+    try:
+        secure = GrpcClient(f"127.0.0.1:{server.grpc_port}", ClientOptions(
+            "tiny", tls=True, root_certificates=str(tmp_path / "cert.pem")))
+        np.testing.assert_allclose(secure.predict(exported[2].images[:2]).probabilities, exported[3][:2], atol=1e-4)
+        plain = GrpcClient(f"127.0.0.1:{server.grpc_port}", ClientOptions("tiny", retries=0, timeout=5))
+        with pytest.raises(ClientError, match="UNAVAILABLE"):
+            plain.status()
+    finally:
+        server.stop(1)
+    (tmp_path / "bad.config").write_text('server_key: "key.pem" server_cert: "cert.pem"')
+    with pytest.raises(Exception, match="must hold the PEM text itself"):
+        read_config(tmp_path / "bad.config", SSL_CONFIG)
+
+
+def test_stop_finishes_in_flight_requests_and_excess_concurrency_is_refused(exported):
+    """A slow model: the request inside finishes after stop() begins; a request beyond the bound is refused."""
+    from serving.servable import Servable
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(images):
+        inside.set()
+        release.wait(30)
+        return np.tile(np.array([[0.2, 0.3, 0.5]], np.float32), (len(images), 1))
+
+    store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx",
+                       loader=lambda name, version, path: Servable(name, version, path, ("a", "b", "c"), 32, slow))
+    store.start(0)
+    server = ModelServer(store, 0, None, ServerLimits(max_concurrent_rpcs=1)).start()
+    results = {}
+
+    def call(key):
+        try:
+            results[key] = grpc_client(server, retries=0).predict(np.zeros((1, 32, 32, 3), np.float32)).class_names
+        except ClientError as error:
+            results[key] = error.code
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    assert inside.wait(30)
+    call("second")  # the one slot is taken
+    assert results["second"] == "RESOURCE_EXHAUSTED"
+    stopper = threading.Thread(target=server.stop, args=(30,))
+    stopper.start()
+    threading.Event().wait(0.5)
+    release.set()
+    first.join(30)
+    stopper.join(60)
+    assert results["first"] == ["c"]  # finished, not cut off by the stop
