@@ -43,14 +43,16 @@ class Batcher:
             raise ServingError.invalid(f"batch of {len(images)} is larger than max_batch_size {limit}")
         future: Future = Future()
         with self._cond:
-            if self._closed:
-                raise ServingError.unavailable("this model version is being unloaded; retry")
-            if self._queued_images + len(images) > self.settings.max_enqueued_batches * limit:
+            closed = self._closed
+            if not closed and self._queued_images + len(images) > self.settings.max_enqueued_batches * limit:
                 raise ServingError.exhausted(f"the batching queue is full ({self.settings.max_enqueued_batches} "
                                              f"batches of {limit} waiting); retry later")
-            self._queue.append((images, future, time.monotonic()))
-            self._queued_images += len(images)
-            self._cond.notify()
+            if not closed:
+                self._queue.append((images, future, time.monotonic()))
+                self._queued_images += len(images)
+                self._cond.notify()
+        if closed:  # a request that took this version just before it was unloaded: serve it, unbatched
+            return self.runner(images)
         return future.result()
 
     def _take_batch(self) -> list[tuple[np.ndarray, Future, float]] | None:

@@ -86,3 +86,12 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
         batcher(np.ones((1, 1), np.float32))
     assert batcher(np.ones((1, 1), np.float32)).tolist() == [[1.0]]
     batcher.close()
+
+
+def test_a_call_after_close_is_still_served():
+    """A request holding a version that is being unloaded must not fail (the swap under load)."""
+    runner = RecordingRunner()
+    batcher = Batcher(runner, BatchingSettings(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1))
+    batcher.close()
+    assert batcher(np.ones((2, 1), np.float32)).tolist() == [[2.0], [2.0]]
+    assert runner.shapes == [2]
