@@ -58,6 +58,19 @@ class Prediction:
     class_names: list[str]
 
 
+def with_retries(attempt, options: ClientOptions, retry_on: str):
+    """``attempt()``, retried with exponential backoff while it fails with ``retry_on``; other errors at once."""
+    delay = options.backoff
+    for remaining in range(options.retries, -1, -1):
+        try:
+            return attempt()
+        except ClientError as error:
+            if error.code != retry_on or remaining == 0:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
 def _batches(items, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -94,16 +107,13 @@ class GrpcClient:
         self.close()
 
     def _call(self, method, request):
-        delay = self.options.backoff
-        for attempt in range(self.options.retries + 1):
+        def attempt():
             try:
                 return method(request, timeout=self.options.timeout)
             except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.options.retries:
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
                 raise ClientError(error.code().name, error.details() or "") from None
+
+        return with_retries(attempt, self.options, retry_on="UNAVAILABLE")
 
     def _spec(self, spec, signature: str = "") -> None:
         spec.name = self.options.model
@@ -211,8 +221,8 @@ class RestClient:
 
     def _request(self, url: str, payload: dict | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
-        delay = self.options.backoff
-        for attempt in range(self.options.retries + 1):
+
+        def attempt() -> dict:
             request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=self.options.timeout) as response:
@@ -223,17 +233,11 @@ class RestClient:
                     message = json.loads(body).get("error", body.decode(errors="replace"))
                 except (json.JSONDecodeError, AttributeError):
                     message = body.decode(errors="replace")
-                if error.code == 503 and attempt < self.options.retries:
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
-                raise ClientError(str(error.code), message) from None
-            except urllib.error.URLError as error:
-                if attempt < self.options.retries:
-                    time.sleep(delay)
-                    delay *= 2
-                    continue
+                raise ClientError("UNAVAILABLE" if error.code == 503 else str(error.code), message) from None
+            except urllib.error.URLError as error:  # connection refused or reset: the server is not there (yet)
                 raise ClientError("UNAVAILABLE", str(error.reason)) from None
+
+        return with_retries(attempt, self.options, retry_on="UNAVAILABLE")
 
     def status(self) -> list[tuple[int, str]]:
         return [(int(s["version"]), s["state"]) for s in self._request(self._url())["model_version_status"]]

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from export.signatures import (IMAGE_FEATURE, SIGNATURE_BYTES, SIGNATURE_CLASSIFY, SIGNATURE_EXAMPLES,
+                               SIGNATURE_TENSOR)
 from serving.errors import ServingError
 
-SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_EXAMPLES, SIGNATURE_CLASSIFY = (
-    "serving_default", "serving_bytes", "serving_examples", "classify")
 INPUT_NAMES = {SIGNATURE_TENSOR: "images", SIGNATURE_BYTES: "images_bytes", SIGNATURE_EXAMPLES: "examples",
                SIGNATURE_CLASSIFY: "inputs"}
 PREDICT_OUTPUTS = ("probabilities", "class_ids", "class_names")
-IMAGE_FEATURE = "image/encoded"
 BACKENDS = {"onnx": "model.onnx", "savedmodel": "saved_model.pb"}
 MAX_BATCH = 1024  # images per request when server-side batching is off
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, SSL_CONFIG, BatchingSettings,
-                                ModelEntry, ServingConfigError, VersionPolicy, read_config)
+                                ModelEntry, ServingConfigError, model_entries, read_config)
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intra_op_threads", type=int, default=0, help="ONNX Runtime threads per call (0: cores)")
 
 
-def model_entries(args: argparse.Namespace) -> list[ModelEntry]:
+def entries_from_args(args: argparse.Namespace) -> list[ModelEntry]:
     if args.model_config_file and args.model_base_path:
         raise ServingConfigError("give --model_config_file or --model_base_path, not both")
     if args.model_config_file:
-        config = read_config(args.model_config_file, MODELS_CONFIG)
-        entries = []
-        for model in config.model_config_list.config:
-            policy = model.model_version_policy
-            choice = policy.WhichOneof("policy_choice")
-            if choice == "all":
-                parsed = VersionPolicy("all")
-            elif choice == "specific":
-                parsed = VersionPolicy("specific", versions=tuple(policy.specific.versions))
-            else:
-                parsed = VersionPolicy("latest", latest=policy.latest.num_versions if choice == "latest" else 1)
-            entries.append(ModelEntry(model.name, model.base_path, parsed, dict(model.version_labels)))
-        return entries
+        return model_entries(read_config(args.model_config_file, MODELS_CONFIG))
     if not args.model_base_path:
         raise ServingConfigError("nothing to serve: give --model_base_path DIR (with --model_name) or "
                                  "--model_config_file FILE")
@@ -93,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from serving.server import ModelServer, ServerLimits
 
     try:
-        entries = model_entries(args)
+        entries = entries_from_args(args)
         batching = batching_settings(args)
         monitoring = read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None
         ssl = read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None

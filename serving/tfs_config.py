@@ -93,6 +93,23 @@ def models_config(entries: list[ModelEntry]):
     return message
 
 
+def model_entries(message) -> list[ModelEntry]:
+    """The inverse of :func:`models_config`: the entries a parsed ``ModelServerConfig`` describes."""
+    check_models_config(message)
+    entries = []
+    for model in message.model_config_list.config:
+        policy = model.model_version_policy
+        choice = policy.WhichOneof("policy_choice")
+        if choice == "all":
+            parsed = VersionPolicy("all")
+        elif choice == "specific":
+            parsed = VersionPolicy("specific", versions=tuple(policy.specific.versions))
+        else:  # TF Serving's default is the latest version
+            parsed = VersionPolicy("latest", latest=policy.latest.num_versions if choice == "latest" else 1)
+        entries.append(ModelEntry(model.name, model.base_path, parsed, dict(model.version_labels)))
+    return entries
+
+
 def check_models_config(message) -> None:
     """What TF Serving checks at load time that the parser does not."""
     if message.WhichOneof("config") != "model_config_list":

@@ -293,9 +293,13 @@ def test_ftx_serve_takes_tf_serving_flags_serves_metrics_and_stops_on_sigterm(ex
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
+        log = []
         for line in server.stdout:
+            log.append(line)
             if "Ctrl-C stops" in line:
                 break
+        else:
+            pytest.fail("ftx serve did not start:\n" + "".join(log))
         image = tmp_path / "image.png"
         image.write_bytes(samples.encoded[0])
         client = subprocess.run([sys.executable, "-m", "training.cli", "client", "predict", str(image), "--server",
