@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from export.signatures import IMAGE_FEATURE, example_bytes
 from serving.errors import ServingError
 from serving.grpc_service import ModelService, signature_def
 from serving.metrics import Metrics
@@ -32,8 +33,8 @@ ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/
                    r"(?P<tail>/metadata|:predict|:classify)?$")
 
 
-def _decode(value, binary: bool):
-    """JSON value -> what the signature takes; ``{"b64": ...}`` -> bytes (TF Serving's binary convention)."""
+def _decode(value):
+    """A JSON binary value -> bytes: ``{"b64": ...}`` (TF Serving's convention) or a plain string, in lists too."""
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise ServingError.invalid('a binary value must be {"b64": "<base64>"}')
@@ -42,31 +43,23 @@ def _decode(value, binary: bool):
         except ValueError:
             raise ServingError.invalid("a b64 value is not valid base64") from None
     if isinstance(value, list):
-        return [_decode(v, binary) for v in value]
-    if binary and isinstance(value, str):
-        return value.encode()
-    return value
+        return [_decode(v) for v in value]
+    return value.encode() if isinstance(value, str) else value
 
 
 def _array(name: str, value) -> np.ndarray:
-    binary = name.endswith("_bytes") or name in ("examples", "inputs")
-    if not binary:  # numbers straight to numpy: walking 150k JSON numbers in Python costs more than the model
+    if not (name.endswith("_bytes") or name in ("examples", "inputs")):
+        # numbers straight to numpy: walking 150k JSON numbers in Python costs more than the model
         try:
             return np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError):
             raise ServingError.invalid(f"input {name!r} must be a (nested) list of numbers with a regular "
                                        "shape") from None
-    decoded = _decode(value, binary)
-    if binary:
-        array = np.empty(len(decoded) if isinstance(decoded, list) else 0, dtype=object)
-        if not isinstance(decoded, list) or not all(isinstance(item, bytes) for item in decoded):
-            raise ServingError.invalid(f"input {name!r} must be a list of binary values ({{\"b64\": ...}})")
-        array[:] = decoded
-        return array
-    try:
-        array = np.asarray(decoded, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise ServingError.invalid(f"input {name!r} must be a (nested) list of numbers with a regular shape") from None
+    decoded = _decode(value)
+    if not isinstance(decoded, list) or not all(isinstance(item, bytes) for item in decoded):
+        raise ServingError.invalid(f"input {name!r} must be a list of binary values ({{\"b64\": ...}})")
+    array = np.empty(len(decoded), dtype=object)
+    array[:] = decoded
     return array
 
 
@@ -167,16 +160,12 @@ class RestApi:
         examples = request.get("examples")
         if not isinstance(examples, list) or not examples:
             raise ServingError.invalid('classify needs "examples": a non-empty list of {"image/encoded": {"b64": ...}}')
-        from tensorflow.core.example import example_pb2
-
         serialized = []
         for example in examples:
-            if not isinstance(example, dict) or "image/encoded" not in example:
+            data = _decode(example.get(IMAGE_FEATURE)) if isinstance(example, dict) else None
+            if not isinstance(data, bytes):
                 raise ServingError.invalid('each example needs an "image/encoded" feature ({"b64": ...})')
-            data = _decode(example["image/encoded"], True)
-            proto = example_pb2.Example()
-            proto.features.feature["image/encoded"].bytes_list.value.append(data if isinstance(data, bytes) else b"")
-            serialized.append(proto.SerializeToString())
+            serialized.append(example_bytes(data))
         array = np.empty(len(serialized), dtype=object)
         array[:] = serialized
         scores = servable.predict(SIGNATURE_CLASSIFY, {"inputs": array})["scores"]
@@ -184,9 +173,14 @@ class RestApi:
                             for row in scores]}
 
 
+DISCARD_CAP_BYTES = 64 << 20  # beyond this an oversized body is not read; the connection is just closed
+SOCKET_TIMEOUT_S = 60.0
+
+
 def make_http_server(api: RestApi, host: str, port: int, max_body_bytes: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = SOCKET_TIMEOUT_S  # a client that stalls mid-body frees its thread
         server_version = "ftx-serve"
 
         def _respond(self, status: int, payload: dict | str) -> None:
@@ -198,6 +192,15 @@ def make_http_server(api: RestApi, host: str, port: int, max_body_bytes: int) ->
             self.end_headers()
             self.wfile.write(body)
 
+        def _discard(self, length: int) -> None:
+            """Read and drop an oversized body (up to a cap) so the client sees the 413, not a reset connection."""
+            remaining = min(length, DISCARD_CAP_BYTES)
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+
         def _serve(self, method: str) -> None:
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -206,6 +209,7 @@ def make_http_server(api: RestApi, host: str, port: int, max_body_bytes: int) ->
                 return self._respond(400, {"error": "bad Content-Length"})
             if length > max_body_bytes:
                 self.close_connection = True  # the unread body would be taken for the next request
+                self._discard(length)
                 return self._respond(413, {"error": f"request body of {length} bytes is larger than the limit "
                                                     f"{max_body_bytes}"})
             body = self.rfile.read(length) if length else b""

@@ -166,6 +166,11 @@ def test_unknown_label_and_oversized_messages(exported):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:predict", data=body)
             assert caught.value.code == status and text in json.loads(caught.value.read())["error"]
+        for example in ({"image": "x"}, {"image/encoded": 3}, "not an object"):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:classify",
+                                       data=json.dumps({"examples": [example]}).encode())
+            assert caught.value.code == 400 and "image/encoded" in json.loads(caught.value.read())["error"]
         assert grpc_client(server).predict(exported[2].images[:1]).probabilities.shape == (1, 3)
     finally:
         server.stop(1)
