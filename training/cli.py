@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serving-config": ("serving.config_cli", "TF Serving's models.config, batching.config and monitoring.config"),
     "serve": ("serving.serve_cli", "TF Serving's gRPC and REST API over ONNX Runtime (or the SavedModel)"),
     "client": ("serving.client_cli", "predict, classify, metadata and status against TF Serving or ftx serve"),
+    "bench": ("benchmarks.cli", "latency, throughput and accuracy of every format of an export, and of ftx serve"),
 }
 
 

@@ -1,0 +1,306 @@
+"""``ftx bench``: every format of one export, timed per batch size and scored on the whole test set, then served.
+
+Each format runs in its own worker process (:mod:`benchmarks.worker`), one
+after another so they never share the CPU; then ``ftx serve`` is loaded at
+each concurrency level (:mod:`benchmarks.serving_sweep`). The reports are
+written by :mod:`benchmarks.report` into a staged directory renamed into
+place at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.measure import WindowPolicy
+from benchmarks.runners import BENCH_FORMATS, DEVICES, KERAS, runner_spec
+from benchmarks.serving_sweep import MODES, SweepConfig
+from benchmarks.worker import WorkerSpec, spec_json
+from export.manifest import MANIFEST_FILE
+
+log = logging.getLogger(__name__)
+
+
+class BenchError(ValueError):
+    """Bad arguments or an export ftx bench cannot read; nothing was measured."""
+
+
+@dataclass
+class BenchConfig:
+    export_dir: str
+    formats: tuple[str, ...] | None = None  # None: keras (if the run is here) and every format the export holds
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
+    device: str = "cpu"
+    threads: tuple[int, ...] = (0,)  # 0: every usable core
+    out: str | None = None  # default: FTX_HOME/bench/<model>-v<version>-<UTC time>
+    accuracy_images: int | None = None  # None: the whole test split; 0: skip accuracy
+    timing_images: int = 256
+    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    serving: bool = True  # CPU only: the server runs ONNX Runtime on this machine
+    serving_modes: tuple[str, ...] = MODES
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    serving_seconds: float = 5.0
+    serving_batching: tuple[bool, ...] = (False, True)
+    cuda_graph: bool = False
+
+    def check(self) -> None:
+        if self.device not in DEVICES:
+            raise BenchError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise BenchError(f"batch sizes must be integers >= 1, got {list(self.batch_sizes)}")
+        if not self.threads or min(self.threads) < 0:
+            raise BenchError(f"thread counts must be >= 0 (0: every core), got {list(self.threads)}")
+        unknown = [name for name in self.formats or () if name not in BENCH_FORMATS]
+        if unknown:
+            raise BenchError(f"unknown format(s) {', '.join(map(repr, unknown))}; choose from "
+                             f"{', '.join(BENCH_FORMATS)}")
+        if self.accuracy_images is not None and self.accuracy_images < 0:
+            raise BenchError(f"--accuracy-images must be >= 0, got {self.accuracy_images}")
+        if self.timing_images < 1:
+            raise BenchError(f"--timing-images must be >= 1, got {self.timing_images}")
+        try:
+            SweepConfig(modes=self.serving_modes, concurrency=self.concurrency, seconds=self.serving_seconds,
+                        batching=self.serving_batching)
+        except ValueError as error:
+            raise BenchError(str(error)) from None
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["policy"] = self.policy.as_dict()
+        return values
+
+
+@dataclass(frozen=True)
+class ExportUnderTest:
+    """What the manifest says about the export being benchmarked."""
+
+    version_dir: Path
+    manifest: dict
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["model_name"])
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest["version"])
+
+    @property
+    def run_dir(self) -> Path | None:
+        path = Path(self.manifest.get("source_run", {}).get("path", ""))
+        return path if path.name and (path / "model.keras").is_file() else None
+
+    @property
+    def available(self) -> list[str]:
+        """Formats that converted (failed ones have no artifact), in table order, keras first if its run is here."""
+        artifacts = self.manifest.get("artifacts", {})
+        ok = [name for name in BENCH_FORMATS if artifacts.get(name, {}).get("status") == "ok"]
+        return ([KERAS] if self.run_dir else []) + ok
+
+    def size_bytes(self, format_name: str) -> int | None:
+        if format_name == KERAS:
+            return (self.run_dir / "model.keras").stat().st_size if self.run_dir else None
+        return self.manifest.get("artifacts", {}).get(format_name, {}).get("bytes")
+
+
+def read_export(path: Path | str) -> ExportUnderTest:
+    """An export version directory written by ``ftx export`` (blessed or not)."""
+    path = Path(path).expanduser()
+    if path.name.endswith(".partial"):
+        raise BenchError(f"{path} is a half-written export; rerun `ftx export` and benchmark the version it publishes")
+    if not path.is_dir():
+        raise BenchError(f"{path}: no such export directory (give a version directory, e.g. EXPORTS/NAME/1)")
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        versions = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
+        hint = f"; its versions: {', '.join(versions)}" if versions else ""
+        raise BenchError(f"{path} has no {MANIFEST_FILE}: not an ftx export version directory{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{manifest_path} is not valid JSON: {error}") from None
+    return ExportUnderTest(path, manifest)
+
+
+def resolve_formats(config: BenchConfig, export: ExportUnderTest) -> list[str]:
+    available = export.available
+    if config.formats is None:
+        wanted = available
+    else:
+        missing = [name for name in config.formats if name not in available]
+        if missing:
+            why = "its source run (model.keras) is not on this machine" if missing == [KERAS] else "not in this export"
+            raise BenchError(f"format(s) {', '.join(missing)}: {why}; this export has {', '.join(available)}")
+        wanted = [name for name in BENCH_FORMATS if name in config.formats]
+    if config.device == "cuda":
+        wanted = [name for name in wanted if runner_spec(name, export.version_dir, export.run_dir).supports("cuda")]
+        if not wanted:
+            raise BenchError("--device cuda measures ONNX formats and this selection has none")
+    return wanted
+
+
+def default_out(export: ExportUnderTest) -> Path:
+    from training.home import cache_dir
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return cache_dir("bench") / f"{export.name}-v{export.version}-{stamp}"
+
+
+def run_worker(spec: WorkerSpec, work: Path, label: str) -> dict:
+    """One worker process; its stderr goes to ``logs/LABEL.log``, quoted when it fails."""
+    spec_path, result_path, log_path = work / f"{label}.spec.json", work / f"{label}.result.json", \
+        work.parent / "logs" / f"{label}.log"
+    spec_path.write_text(spec_json(spec))
+    log_path.parent.mkdir(exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    with open(log_path, "w") as log_file:
+        completed = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+                                   stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+    return {"format": spec.format, "device": spec.device, "threads": spec.threads,
+            "error": f"worker exited with status {completed.returncode} and no result: " + " | ".join(tail)}
+
+
+def add_parity(rows: list[dict], labels: np.ndarray, reference_format: str | None) -> None:
+    """Accuracy drop and top-1 agreement of every row against the reference's predictions (full test set)."""
+    predictions = {(row["format"], row["device"]): np.load(row["predictions_file"], allow_pickle=False)
+                   for row in rows if row.get("predictions_file") and Path(row["predictions_file"]).is_file()}
+    reference = next((value for (name, device), value in predictions.items()
+                      if name == reference_format and device == "cpu"), None)
+    for row in rows:
+        mine = predictions.get((row["format"], row["device"]))
+        if mine is None or reference is None:
+            continue
+        count = min(len(mine), len(reference))
+        row["reference"] = reference_format
+        row["top1_agreement"] = float(np.mean(mine[:count] == reference[:count]))
+        reference_accuracy = float(np.mean(reference[:count] == labels[:count]))
+        row["reference_accuracy"] = reference_accuracy
+        row["accuracy_drop_points"] = 100.0 * (reference_accuracy - float(np.mean(mine[:count] == labels[:count])))
+
+
+def _threads(value: int) -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return value or usable
+
+
+def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
+    """Measure, write the reports, and return the report directory."""
+    from tqdm import tqdm
+
+    from benchmarks import environment, report
+    from benchmarks.split_images import materialise
+    from export.run_dir import read_run
+    from training.atomic import staged_directory
+
+    config.check()
+    export = read_export(config.export_dir)
+    formats = resolve_formats(config, export)
+    if export.run_dir is None:
+        raise BenchError(f"the export's source run {export.manifest.get('source_run', {}).get('path')!r} is not on "
+                         "this machine: ftx bench needs its test images (and model.keras for the keras row)")
+    run = read_run(export.run_dir)
+    enabled = sys.stderr.isatty() if progress is None else progress
+    out = Path(config.out).expanduser() if config.out else default_out(export)
+    if out.exists():
+        raise BenchError(f"{out} already exists; choose another --out")
+    images = materialise(run, config.accuracy_images or None, progress=enabled)
+    accuracy_images = images.count if config.accuracy_images is None else min(config.accuracy_images, images.count)
+    thread_counts = [_threads(t) for t in config.threads]
+    jobs = [(name, threads) for name in formats for threads in thread_counts]
+    reference_format = KERAS if KERAS in formats else ("onnx" if "onnx" in formats else None)
+    extra_reference = config.device == "cuda" and "onnx" in export.available
+    serving = config.serving and config.device == "cpu" and "onnx" in export.available
+    sweep = SweepConfig(modes=config.serving_modes, concurrency=config.concurrency, seconds=config.serving_seconds,
+                        threads=thread_counts[0], batching=config.serving_batching)
+    steps = len(jobs) + extra_reference + (len(sweep.modes) * len(sweep.concurrency) * len(sweep.batching)
+                                           if serving else 0)
+    log.info("benchmarking %s v%d: %s on %s, batch sizes %s, threads %s; accuracy on %d %s images",
+             export.name, export.version, ", ".join(formats), config.device, list(config.batch_sizes),
+             thread_counts, accuracy_images, images.split)
+    with staged_directory(out) as stage, tqdm(total=steps, desc="bench", unit="step", disable=not enabled) as bar:
+        work = stage / "work"
+        work.mkdir()
+        (stage / "predictions").mkdir()
+        rows: list[dict] = []
+        plan = [(name, config.device, threads, True) for name, threads in jobs]
+        if extra_reference:  # top-1 agreement of the GPU results against fp32 on the CPU
+            plan.append(("onnx", "cpu", thread_counts[0], False))
+            reference_format = "onnx"
+        for name, device, threads, timed in plan:
+            spec = runner_spec(name, export.version_dir, export.run_dir)
+            label = f"{name}-{device}-t{threads}"
+            first = not timed or (name, threads) == next(job for job in jobs if job[0] == name)
+            bar.set_postfix_str(label)
+            worker = WorkerSpec(format=name, family=spec.family, precision=spec.precision, artifact=str(spec.artifact),
+                                device=device, threads=threads, batch_sizes=list(config.batch_sizes) if timed else [],
+                                inputs_dir=str(images.directory), timing_images=config.timing_images,
+                                accuracy_images=accuracy_images if first else 0,
+                                predictions_file=str(stage / "predictions" / f"{name}-{device}.npy"),
+                                policy=config.policy.as_dict(), cuda_graph=config.cuda_graph)
+            result = run_worker(worker, work, label)
+            result.update(runtime=spec.runtime, precision=spec.precision, size_bytes=export.size_bytes(name),
+                          timed=timed)
+            if first and accuracy_images and "error" not in result:
+                result["predictions_file"] = worker.predictions_file
+            rows.append(result)
+            _log_row(result, bar)
+            bar.update()
+        add_parity(rows, np.load(images.directory / "labels.npy", allow_pickle=False), reference_format)
+        for row in rows:  # relative to the report directory, which the stage is renamed to
+            if row.get("predictions_file"):
+                row["predictions_file"] = Path(row["predictions_file"]).relative_to(stage).as_posix()
+        serving_rows: list[dict] = []
+        if serving:
+            from benchmarks.serving_sweep import sweep as serve_sweep
+            from benchmarks.worker import Inputs
+
+            inputs = Inputs(images.directory)
+            pool = np.arange(min(config.timing_images, images.count))
+            bar.set_postfix_str("ftx serve")
+
+            def on_level(mode: str, row: dict) -> None:
+                bar.update()
+                tqdm.write(f"serve {mode:12s} batching {'on ' if row['batching'] else 'off'} c={row['concurrency']:<3d} {row['requests_per_s']:8.1f} req/s  "
+                           f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}",
+                           file=sys.stderr) if enabled else None
+
+            serving_rows = serve_sweep(export.version_dir, export.name, inputs.batch("images", pool),
+                                       inputs.batch("encoded", pool), sweep, stage / "logs" / "serve.log", on_level)
+        results = {"export": {"path": str(export.version_dir.resolve()), "name": export.name,
+                              "version": export.version, "status": export.manifest.get("status"),
+                              "source_run": export.manifest.get("source_run")},
+                   "config": config.to_dict(), "environment": environment.describe(),
+                   "test_images": {"split": images.split, "accuracy_images": accuracy_images,
+                                   "timing_images": min(config.timing_images, images.count)},
+                   "formats": rows, "serving": serving_rows,
+                   "serving_config": asdict(sweep) if serving else None}
+        import shutil
+
+        shutil.rmtree(work)
+        report.write_reports(stage, results)
+    return out
+
+
+def _log_row(row: dict, bar) -> None:
+    if "error" in row:
+        message = f"{row['format']} ({row['device']}, {row['threads']} threads): FAILED: {row['error']}"
+    else:
+        first = row["measurements"][0] if row["measurements"] else None
+        timing = (f"batch {first['batch_size']} p50 {first['p50_ms']:.2f} ms, " if first else "")
+        accuracy = f"accuracy {row['accuracy']['accuracy']:.4f}" if row.get("accuracy") else ""
+        message = f"{row['format']} ({row['device']}, {row['threads']} threads): {timing}{accuracy}"
+    if bar.disable:
+        log.info("%s", message)
+    else:
+        bar.write(message, file=sys.stderr)

@@ -1,0 +1,131 @@
+"""PNG plots of a benchmark: latency against throughput, per-format bars, serving against concurrency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+from training.plots import save_png
+
+PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#C44E52"}
+
+
+def _label(entry: dict, many_threads: bool) -> str:
+    label = entry["format"] + (" (cuda)" if entry["device"] == "cuda" else "")
+    return f"{label}, {entry['threads']}t" if many_threads else label
+
+
+def _entries(results: dict) -> list[dict]:
+    return [e for e in results["formats"] if "error" not in e and e.get("measurements")]
+
+
+def latency_vs_throughput(results: dict) -> Figure:
+    entries = _entries(results)
+    many = len({e["threads"] for e in entries}) > 1
+    figure = Figure(figsize=(9, 6))
+    axes = figure.subplots()
+    for entry in entries:
+        points = sorted(entry["measurements"], key=lambda m: m["batch_size"])
+        xs, ys = [m["throughput"] for m in points], [m["p50_ms"] for m in points]
+        line, = axes.plot(xs, ys, marker="o", label=_label(entry, many),
+                          linestyle="--" if entry["precision"] != "fp32" else "-")
+        for x, y, m in zip(xs, ys, points):
+            axes.annotate(str(m["batch_size"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                          color=line.get_color())
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    axes.set_xlabel("throughput (images/s)")
+    axes.set_ylabel("p50 latency per call (ms)")
+    axes.set_title("Latency against throughput (points labelled with batch size; lower right is better)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+def format_bars(results: dict) -> Figure:
+    entries = [e for e in _entries(results) if any(m["batch_size"] == 1 for m in e["measurements"])] \
+        or _entries(results)
+    many = len({e["threads"] for e in entries}) > 1
+    labels = [_label(e, many) for e in entries]
+    colors = [PRECISION_COLORS.get(e["precision"], "gray") for e in entries]
+    figure = Figure(figsize=(11, 0.45 * len(entries) + 1.8))
+    left, right = figure.subplots(1, 2, sharey=True)
+    one = [next((m["p50_ms"] for m in e["measurements"] if m["batch_size"] == 1), 0.0) for e in entries]
+    best = [max(e["measurements"], key=lambda m: m["throughput"]) for e in entries]
+    positions = range(len(entries))
+    left.barh(positions, one, color=colors)
+    left.set_yticks(list(positions), labels, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("ms")
+    left.set_title("Batch 1: p50 latency (lower is better)")
+    right.barh(positions, [m["throughput"] for m in best], color=colors)
+    right.set_xlabel("images/s")
+    right.set_title("Best batch: throughput (higher is better)")
+    for position, value in zip(positions, one):
+        left.annotate(f"{value:.2f}", (value, position), xytext=(3, 0), textcoords="offset points", va="center",
+                      fontsize=7)
+    for position, m in zip(positions, best):
+        right.annotate(f"{m['throughput']:.0f} (b{m['batch_size']})", (m["throughput"], position), xytext=(3, 0),
+                       textcoords="offset points", va="center", fontsize=7)
+    for axes in (left, right):  # room for the value labels
+        axes.set_xlim(0, axes.get_xlim()[1] * 1.25)
+    handles = [left.bar(0, 0, color=color, label=name) for name, color in PRECISION_COLORS.items()]
+    figure.legend(handles=handles, fontsize=8, loc="lower center", ncol=3, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    return figure
+
+
+def serving_figure(results: dict) -> Figure:
+    rows = results["serving"]
+    figure = Figure(figsize=(11, 4.5))
+    latency, throughput = figure.subplots(1, 2)
+    for mode, batching in dict.fromkeys((r["mode"], r["batching"]) for r in rows):
+        mine = sorted((r for r in rows if (r["mode"], r["batching"]) == (mode, batching)),
+                      key=lambda r: r["concurrency"])
+        mode = f"{mode}{' +batching' if batching else ''}"
+        levels = [r["concurrency"] for r in mine]
+        latency.plot(levels, [r["p50_ms"] for r in mine], marker="o", label=f"{mode} p50")
+        latency.plot(levels, [r["p99_ms"] for r in mine], marker=".", linestyle=":", alpha=0.6,
+                     color=latency.lines[-1].get_color())
+        throughput.plot(levels, [r["requests_per_s"] for r in mine], marker="o", label=mode)
+    threads = results["serving_config"]["threads"]
+    onnx = next((e for e in _entries(results) if e["format"] == "onnx" and e["device"] == "cpu"
+                 and e["threads"] == threads), None)
+    one = next((m for m in onnx["measurements"] if m["batch_size"] == 1), None) if onnx else None
+    if one:
+        latency.axhline(one["p50_ms"], color="black", linestyle="--", linewidth=1, label="in-process ONNX b1 p50")
+        throughput.axhline(max(m["throughput"] for m in onnx["measurements"]), color="black", linestyle="--",
+                           linewidth=1, label="in-process ONNX best img/s")
+    levels = sorted({r["concurrency"] for r in rows})
+    for axes in (latency, throughput):
+        axes.set_xscale("log", base=2)
+        axes.xaxis.set_major_locator(FixedLocator(levels))
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.set_xlabel("concurrent clients")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=7)
+    latency.set_yscale("log")
+    latency.yaxis.set_major_formatter(ScalarFormatter())
+    latency.set_ylabel("latency (ms; dotted: p99)")
+    latency.set_title("ftx serve latency")
+    throughput.set_ylabel("requests/s (1 image each)")
+    throughput.set_title("ftx serve throughput")
+    figure.tight_layout()
+    return figure
+
+
+def write_plots(directory: Path, results: dict) -> list[Path]:
+    if not _entries(results):
+        return []
+    written = [save_png(latency_vs_throughput(results), directory / "latency_vs_throughput.png"),
+               save_png(format_bars(results), directory / "formats.png")]
+    if results.get("serving"):
+        written.append(save_png(serving_figure(results), directory / "serving.png"))
+    return written

@@ -1,0 +1,212 @@
+"""Load on ``ftx serve``: requests/s and latency per concurrency level, over gRPC and REST, tensor and bytes.
+
+The server is a separate ``ftx serve`` process (ONNX Runtime backend, on
+127.0.0.1), as deployed; the clients are threads of this process, each with
+its own channel or keep-alive HTTP connection, sending one image per request
+for a fixed time after a warm-up request. Requests are built before the clock
+starts, so the numbers are the server's and the wire's, not the client's
+request building. Every error is counted: a level with errors is reported as
+such, never dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("grpc-tensor", "grpc-bytes", "rest-tensor", "rest-bytes")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    modes: tuple[str, ...] = MODES
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    seconds: float = 5.0  # timed per (mode, level)
+    threads: int = 0  # ONNX Runtime threads in the server (0: cores)
+    batching: tuple[bool, ...] = (False, True)  # one server without, one with --enable_batching (CPU defaults)
+
+    def __post_init__(self) -> None:
+        unknown = [mode for mode in self.modes if mode not in MODES]
+        if unknown:
+            raise ValueError(f"unknown serving mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+        if not self.batching:
+            raise ValueError("choose at least one batching setting (off, on)")
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ValueError(f"concurrency levels must be >= 1, got {self.concurrency}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServeProcess:
+    """``ftx serve`` for one export version, on free ports, in a child process; stopped with SIGTERM."""
+
+    def __init__(self, version_dir: Path, name: str, threads: int, batching: bool, log_path: Path) -> None:
+        # the version may be "1.not_blessed", which a server never loads: serve it as version 1 of a scratch base
+        self.base = Path(tempfile.mkdtemp(prefix="ftx-bench-serve-"))
+        (self.base / name).mkdir()
+        (self.base / name / "1").symlink_to(version_dir.resolve(), target_is_directory=True)
+        self.name, self.grpc_port, self.rest_port = name, _free_port(), _free_port()
+        command = [sys.executable, "-m", "training.cli", "serve", f"--port={self.grpc_port}",
+                   f"--rest_api_port={self.rest_port}", f"--model_name={name}",
+                   f"--model_base_path={self.base / name}", "--file_system_poll_wait_seconds=0",
+                   f"--intra_op_threads={threads}", "--grpc_max_threads=64"] + (["--enable_batching"] if batching else [])
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in self.process.stdout:
+            self.log.write(line)
+            if "Ctrl-C stops" in line:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return
+        self.log.close()
+        self.stop()
+        raise RuntimeError(f"ftx serve did not start (exit {self.process.returncode}); its log: {log_path}")
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self.log.write(line)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _grpc_caller(server: ServeProcess, mode: str, images: np.ndarray, encoded: list[bytes]) -> Callable:
+    import grpc
+    from tensorflow import make_tensor_proto
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    requests = []
+    for index in range(len(images)):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = server.name
+        if mode == "grpc-tensor":
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["images"].CopyFrom(make_tensor_proto(images[index:index + 1]))
+        else:
+            request.model_spec.signature_name = "serving_bytes"
+            request.inputs["images_bytes"].CopyFrom(make_tensor_proto([encoded[index]]))
+        requests.append(request)
+
+    def connect():
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return channel, lambda i: stub.Predict(requests[i % len(requests)], timeout=60)
+
+    return connect
+
+
+def _rest_caller(server: ServeProcess, mode: str, images: np.ndarray, encoded: list[bytes]) -> Callable:
+    if mode == "rest-tensor":
+        bodies = [json.dumps({"instances": [image.tolist()]}).encode() for image in images]
+    else:
+        bodies = [json.dumps({"signature_name": "serving_bytes",
+                              "instances": [{"b64": base64.b64encode(data).decode()}]}).encode() for data in encoded]
+    path = f"/v1/models/{server.name}:predict"
+
+    def connect():
+        connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+
+        def call(i: int) -> None:
+            connection.request("POST", path, body=bodies[i % len(bodies)],
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+
+        return connection, call
+
+    return connect
+
+
+def run_level(connect: Callable, clients: int, seconds: float) -> dict:
+    """``clients`` threads calling for ``seconds``: requests/s, latency percentiles, errors."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client(slot: int) -> None:
+        handle, call = connect()
+        try:
+            try:
+                call(slot)  # connect and warm up outside the clock
+            except Exception as error:  # noqa: BLE001 - counted, never hidden
+                with lock:
+                    errors.append(f"{type(error).__name__}: {error}"[:200])
+            ready.wait()
+            step = slot
+            while time.perf_counter() < deadline[0]:
+                started = time.perf_counter()
+                try:
+                    call(step)
+                    latencies[slot].append(time.perf_counter() - started)
+                except Exception as error:  # noqa: BLE001
+                    with lock:
+                        errors.append(f"{type(error).__name__}: {error}"[:200])
+                step += clients
+        finally:
+            handle.close()
+
+    threads = [threading.Thread(target=client, args=(slot,), daemon=True) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds + 3600  # provisional, set properly once all clients are ready
+    ready.wait()
+    started = time.perf_counter()
+    deadline[0] = started + seconds
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    values = np.array([x for slot in latencies for x in slot]) * 1e3
+    summary = {"concurrency": clients, "requests": int(values.size), "errors": len(errors),
+               "error_kinds": sorted(set(e.split(":")[0] for e in errors)), "seconds": wall,
+               "requests_per_s": values.size / wall}
+    for q in (50, 90, 99):
+        summary[f"p{q}_ms"] = float(np.percentile(values, q)) if values.size else float("nan")
+    return summary
+
+
+def sweep(version_dir: Path, name: str, images: np.ndarray, encoded: list[bytes], config: SweepConfig,
+          log_path: Path, on_level: Callable[[str, dict], None] = lambda mode, row: None) -> list[dict]:
+    """Every mode at every concurrency level, against one ``ftx serve`` process per batching setting."""
+    rows = []
+    for batching in config.batching:
+        server = ServeProcess(version_dir, name, config.threads, batching,
+                              log_path.with_name(f"{log_path.stem}{'-batching' if batching else ''}.log"))
+        try:
+            for mode in config.modes:
+                factory = _grpc_caller if mode.startswith("grpc") else _rest_caller
+                connect = factory(server, mode, images, encoded)
+                for clients in config.concurrency:
+                    row = {"mode": mode, "batching": batching, **run_level(connect, clients, config.seconds)}
+                    rows.append(row)
+                    on_level(mode, row)
+        finally:
+            server.stop()
+    return rows
