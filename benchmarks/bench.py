@@ -223,8 +223,8 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
     serving = config.serving and config.device == "cpu" and "onnx" in export.available
     sweep = SweepConfig(modes=config.serving_modes, concurrency=config.concurrency, seconds=config.serving_seconds,
                         threads=thread_counts[0], batching=config.serving_batching)
-    steps = len(jobs) + extra_reference + (len(sweep.modes) * len(sweep.concurrency) * len(sweep.batching)
-                                           if serving else 0)
+    serving_steps = len(sweep.modes) * len(sweep.concurrency) * len(sweep.batching) + ("grpc-tensor" in sweep.modes)
+    steps = len(jobs) + extra_reference + (serving_steps if serving else 0)
     log.info("benchmarking %s v%d: %s on %s, batch sizes %s, threads %s; accuracy on %d %s images",
              export.name, export.version, ", ".join(formats), config.device, list(config.batch_sizes),
              thread_counts, accuracy_images, images.split)
@@ -261,6 +261,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
             if row.get("predictions_file"):
                 row["predictions_file"] = Path(row["predictions_file"]).relative_to(stage).as_posix()
         serving_rows: list[dict] = []
+        serving_reference: dict | None = None
         if serving:
             from benchmarks.serving_sweep import sweep as serve_sweep
             from benchmarks.worker import Inputs
@@ -271,19 +272,30 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
 
             def on_level(mode: str, row: dict) -> None:
                 bar.update()
-                tqdm.write(f"serve {mode:12s} batching {'on ' if row['batching'] else 'off'} c={row['concurrency']:<3d} {row['requests_per_s']:8.1f} req/s  "
-                           f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}",
-                           file=sys.stderr) if enabled else None
+                if mode == "side-by-side":
+                    message = (f"serve vs in-process ONNX Runtime, {len(row['rounds'])} interleaved rounds: c=1 p50 "
+                               f"{row['served_c1_p50_ms']:.2f} vs {row['in_process_b1_p50_ms']:.2f} ms; "
+                               f"c={row['concurrency']} {row['served_requests_per_s']:.1f} req/s vs batch "
+                               f"{row['best_batch']} {row['in_process_best_images_per_s']:.1f} img/s")
+                else:
+                    message = (f"serve {mode:12s} batching {'on ' if row['batching'] else 'off'} "
+                               f"c={row['concurrency']:<3d} {row['requests_per_s']:8.1f} req/s  p50 "
+                               f"{row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}")
+                tqdm.write(message, file=sys.stderr) if enabled else log.info("%s", message)
 
-            serving_rows = serve_sweep(export.version_dir, export.name, inputs.batch("images", pool),
-                                       inputs.batch("encoded", pool), sweep, stage / "logs" / "serve.log", on_level)
+            onnx = next((r for r in rows if r["format"] == "onnx" and r.get("measurements")
+                         and r["threads"] == sweep.threads), None)
+            best_batch = max(onnx["measurements"], key=lambda m: m["throughput"])["batch_size"] if onnx else None
+            serving_rows, serving_reference = serve_sweep(
+                export.version_dir, export.name, inputs.batch("images", pool), inputs.batch("encoded", pool), sweep,
+                stage / "logs" / "serve.log", on_level, best_batch)
         results = {"export": {"path": str(export.version_dir.resolve()), "name": export.name,
                               "version": export.version, "status": export.manifest.get("status"),
                               "source_run": export.manifest.get("source_run")},
                    "config": config.to_dict(), "environment": environment.describe(),
                    "test_images": {"split": images.split, "accuracy_images": accuracy_images,
                                    "timing_images": min(config.timing_images, images.count)},
-                   "formats": rows, "serving": serving_rows,
+                   "formats": rows, "serving": serving_rows, "serving_side_by_side": serving_reference,
                    "serving_config": asdict(sweep) if serving else None}
         import shutil
 

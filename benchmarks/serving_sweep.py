@@ -38,6 +38,8 @@ class SweepConfig:
     seconds: float = 5.0  # timed per (mode, level)
     threads: int = 0  # ONNX Runtime threads in the server (0: cores)
     batching: tuple[bool, ...] = (False, True)  # one server without, one with --enable_batching (CPU defaults)
+    rounds: int = 3  # side-by-side rounds (in-process vs served) for the goals
+    round_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.modes if mode not in MODES]
@@ -192,14 +194,77 @@ def run_level(connect: Callable, clients: int, seconds: float) -> dict:
     return summary
 
 
+def in_process_window(model: Path, threads: int, batch: np.ndarray, seconds: float) -> dict:
+    """ONNX Runtime called directly, one caller, for ``seconds``: p50 latency and images/s.
+
+    The session lives only for this window: an idle session's thread pool
+    spin-waits and would slow the server measured next on the same cores.
+    """
+    from export.onnx_runtime import open_session
+
+    session = open_session(model, threads=threads or None)
+    try:
+        for _ in range(3):
+            session.run(["probabilities"], {"images": batch})
+        latencies = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds or len(latencies) < 3:
+            before = time.perf_counter()
+            session.run(["probabilities"], {"images": batch})
+            latencies.append(time.perf_counter() - before)
+    finally:
+        del session
+    return {"p50_ms": float(np.median(latencies) * 1e3), "images_per_s": len(batch) * len(latencies) / sum(latencies)}
+
+
+def side_by_side(version_dir: Path, connect: Callable, images: np.ndarray, threads: int, best_batch: int,
+                 clients: int, rounds: int, seconds: float) -> dict:
+    """The serving goals' comparison, interleaved so that drifts of a shared machine hit both sides alike.
+
+    Each round times, back to back: in-process ONNX Runtime at batch 1, the
+    server at concurrency 1, in-process at ``best_batch``, the server at
+    ``clients``. The medians over rounds are compared.
+    """
+    model = version_dir / "model.onnx"
+    one, batch = images[:1], np.ascontiguousarray(np.resize(images, (best_batch, *images.shape[1:])))
+    per_round = []
+    for _ in range(rounds):
+        direct_one = in_process_window(model, threads, one, seconds)
+        served_one = run_level(connect, 1, seconds)
+        direct_best = in_process_window(model, threads, batch, seconds)
+        served_many = run_level(connect, clients, seconds)
+        per_round.append({"in_process_b1_p50_ms": direct_one["p50_ms"], "served_c1_p50_ms": served_one["p50_ms"],
+                          "in_process_best_images_per_s": direct_best["images_per_s"],
+                          "served_requests_per_s": served_many["requests_per_s"],
+                          "errors": served_one["errors"] + served_many["errors"]})
+    median = lambda key: float(np.median([r[key] for r in per_round]))  # noqa: E731
+    return {"rounds": per_round, "seconds": seconds, "best_batch": best_batch, "concurrency": clients,
+            "in_process_b1_p50_ms": median("in_process_b1_p50_ms"), "served_c1_p50_ms": median("served_c1_p50_ms"),
+            "in_process_best_images_per_s": median("in_process_best_images_per_s"),
+            "served_requests_per_s": median("served_requests_per_s"),
+            "errors": sum(r["errors"] for r in per_round)}
+
+
 def sweep(version_dir: Path, name: str, images: np.ndarray, encoded: list[bytes], config: SweepConfig,
-          log_path: Path, on_level: Callable[[str, dict], None] = lambda mode, row: None) -> list[dict]:
-    """Every mode at every concurrency level, against one ``ftx serve`` process per batching setting."""
-    rows = []
+          log_path: Path, on_level: Callable[[str, dict], None] = lambda mode, row: None,
+          best_batch: int | None = None) -> tuple[list[dict], dict | None]:
+    """Every mode at every concurrency level, against one ``ftx serve`` process per batching setting.
+
+    With ``best_batch`` (the in-process ONNX Runtime batch size of highest
+    throughput) the first server (batching as listed first) is also compared
+    with in-process ONNX Runtime side by side (:func:`side_by_side`).
+    """
+    rows, reference = [], None
     for batching in config.batching:
         server = ServeProcess(version_dir, name, config.threads, batching,
                               log_path.with_name(f"{log_path.stem}{'-batching' if batching else ''}.log"))
         try:
+            if best_batch and reference is None and "grpc-tensor" in config.modes:
+                connect = _grpc_caller(server, "grpc-tensor", images, encoded)
+                reference = {"batching": batching, **side_by_side(
+                    version_dir, connect, images, config.threads, best_batch, max(config.concurrency),
+                    config.rounds, config.round_seconds)}
+                on_level("side-by-side", reference)
             for mode in config.modes:
                 factory = _grpc_caller if mode.startswith("grpc") else _rest_caller
                 connect = factory(server, mode, images, encoded)
@@ -209,4 +274,4 @@ def sweep(version_dir: Path, name: str, images: np.ndarray, encoded: list[bytes]
                     on_level(mode, row)
         finally:
             server.stop()
-    return rows
+    return rows, reference

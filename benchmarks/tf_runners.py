@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _tensorflow(threads: int | None):
     import tensorflow as tf
 
-    if threads:  # only possible before TensorFlow's runtime starts: one runner per process
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:  # only possible before TensorFlow's runtime starts, which is why ftx bench runs one format per process
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.warning("TensorFlow is already running here; its thread pools stay as they are (not %d)", threads)
     return tf
 
 
