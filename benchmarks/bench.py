@@ -154,21 +154,38 @@ def default_out(export: ExportUnderTest) -> Path:
     return cache_dir("bench") / f"{export.name}-v{export.version}-{stamp}"
 
 
-def run_worker(spec: WorkerSpec, work: Path, label: str) -> dict:
-    """One worker process; its stderr goes to ``logs/LABEL.log``, quoted when it fails."""
+def run_worker(spec: WorkerSpec, work: Path, label: str, on_progress=None) -> dict:
+    """One worker process; its stderr goes to ``logs/LABEL.log``, quoted when it fails.
+
+    While it runs, the log's last line (the worker reports each batch size and
+    its accuracy pass as it goes) is handed to ``on_progress`` every second.
+    """
     spec_path, result_path, log_path = work / f"{label}.spec.json", work / f"{label}.result.json", \
         work.parent / "logs" / f"{label}.log"
     spec_path.write_text(spec_json(spec))
     log_path.parent.mkdir(exist_ok=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     with open(log_path, "w") as log_file:
-        completed = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+        process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
                                    stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if on_progress is not None:
+                        lines = log_path.read_text(errors="replace").strip().splitlines()
+                        on_progress(lines[-1][:80] if lines else "loading")
+        finally:
+            if process.poll() is None:  # interrupted: do not leave a worker behind
+                process.kill()
+                process.wait()
     if result_path.is_file():
         return json.loads(result_path.read_text())
     tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
     return {"format": spec.format, "device": spec.device, "threads": spec.threads,
-            "error": f"worker exited with status {completed.returncode} and no result: " + " | ".join(tail)}
+            "error": f"worker exited with status {returncode} and no result: " + " | ".join(tail)}
 
 
 def add_parity(rows: list[dict], labels: np.ndarray, reference_format: str | None) -> None:
@@ -214,7 +231,9 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
     out = Path(config.out).expanduser() if config.out else default_out(export)
     if out.exists():
         raise BenchError(f"{out} already exists; choose another --out")
-    images = materialise(run, config.accuracy_images or None, progress=enabled)
+    # the whole split unless told otherwise; without accuracy, only the images the timed calls cycle through
+    count = None if config.accuracy_images is None else max(config.accuracy_images, config.timing_images)
+    images = materialise(run, count, progress=enabled)
     accuracy_images = images.count if config.accuracy_images is None else min(config.accuracy_images, images.count)
     thread_counts = [_threads(t) for t in config.threads]
     jobs = [(name, threads) for name in formats for threads in thread_counts]
@@ -248,7 +267,8 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
                                 accuracy_images=accuracy_images if first else 0,
                                 predictions_file=str(stage / "predictions" / f"{name}-{device}.npy"),
                                 policy=config.policy.as_dict(), cuda_graph=config.cuda_graph)
-            result = run_worker(worker, work, label)
+            result = run_worker(worker, work, label,
+                                lambda line, label=label: bar.set_postfix_str(f"{label}: {line}", refresh=True))
             result.update(runtime=spec.runtime, precision=spec.precision, size_bytes=export.size_bytes(name),
                           timed=timed)
             if first and accuracy_images and "error" not in result:

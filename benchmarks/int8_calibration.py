@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("export_dir")
     parser.add_argument("--images", type=int, default=1000, help="seeded test images to compare on")
-    parser.add_argument("--calibration-images", type=int, default=128, help="training images to calibrate on")
+    parser.add_argument("--calibration-images", type=int, default=500, help="training images to calibrate on")
     parser.add_argument("--float-convs", type=int, nargs="+", default=[0, 2, 3], help="values of int8_float_convs")
     parser.add_argument("--repeats", type=int, default=200, help="timed single-image calls per recipe")
     parser.add_argument("--threads", type=int, default=2)

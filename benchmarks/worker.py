@@ -88,6 +88,7 @@ def run_worker(spec: WorkerSpec) -> dict:
     pool = min(spec.timing_images, len(inputs.labels))
     batches = {size: timing_batches(inputs, kind, size, pool) for size in spec.batch_sizes}
     baseline = rss_mb()
+    print(f"{spec.format}: loading {spec.artifact}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     runner = open_runner(spec.runner_spec(), spec.device, spec.threads, spec.cuda_graph)
     load_seconds = time.perf_counter() - started
@@ -110,9 +111,12 @@ def run_worker(spec: WorkerSpec) -> dict:
         count = min(spec.accuracy_images, len(inputs.labels))
         predictions = np.empty(count, dtype=np.int16)
         started = time.perf_counter()
+        report_every = max(ACCURACY_BATCH, count // 20 // ACCURACY_BATCH * ACCURACY_BATCH)
         for start in range(0, count, ACCURACY_BATCH):
             indices = np.arange(start, min(start + ACCURACY_BATCH, count))
             predictions[indices] = np.asarray(runner.predict(inputs.batch(kind, indices))).argmax(axis=1)
+            if start % report_every == 0:
+                print(f"{spec.format} accuracy: {start + len(indices)}/{count} images", file=sys.stderr, flush=True)
         np.save(spec.predictions_file, predictions, allow_pickle=False)
         result["accuracy"] = {"images": count, "accuracy": float(np.mean(predictions == inputs.labels[:count])),
                               "seconds": time.perf_counter() - started}

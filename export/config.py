@@ -29,7 +29,7 @@ class ExportConfig:
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     opset: int = DEFAULT_OPSET
     parity_images: int = 256
-    calibration_images: int = 128
+    calibration_images: int = 500  # every training image of a small dataset; more representative ranges
     onnx_calibration: str = "percentile"  # onnx-int8-static: minmax, percentile or entropy
     int8_float_convs: int = 2  # onnx-int8-static and tflite-int8: the first N convolutions stay float32
     thresholds: list[str] = field(default_factory=list)  # TARGET.METRIC=VALUE overrides
