@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +35,9 @@ class BenchError(ValueError):
 
 @dataclass
 class BenchConfig:
-    export_dir: str
+    """Options of one ``ftx bench``; flat, so every field is one flag and one config key."""
+
+    export_dir: str = ""
     formats: tuple[str, ...] | None = None  # None: keras (if the run is here) and every format the export holds
     batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
     device: str = "cpu"
@@ -43,7 +45,10 @@ class BenchConfig:
     out: str | None = None  # default: FTX_HOME/bench/<model>-v<version>-<UTC time>
     accuracy_images: int | None = None  # None: the whole test split; 0: skip accuracy
     timing_images: int = 256
-    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    warmup_seconds: float = WindowPolicy.warmup_seconds
+    window_seconds: float = WindowPolicy.min_window_seconds
+    max_windows: int = WindowPolicy.max_windows
+    tolerance: float = WindowPolicy.tolerance
     serving: bool = True  # CPU only: the server runs ONNX Runtime on this machine
     serving_modes: tuple[str, ...] = MODES
     concurrency: tuple[int, ...] = (1, 4, 16)
@@ -51,22 +56,41 @@ class BenchConfig:
     serving_batching: tuple[bool, ...] = (False, True)
     cuda_graph: bool = False
 
+    @property
+    def policy(self) -> WindowPolicy:
+        return WindowPolicy(warmup_seconds=self.warmup_seconds, min_window_seconds=self.window_seconds,
+                            max_windows=self.max_windows, tolerance=self.tolerance,
+                            consecutive=min(WindowPolicy.consecutive, self.max_windows))
+
     def check(self) -> None:
+        from training.config import ConfigError, check_field_types
+
+        try:
+            check_field_types(self)
+        except ConfigError as error:
+            raise BenchError(str(error)) from None
+        for name in ("formats", "batch_sizes", "threads", "serving_modes", "concurrency", "serving_batching"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                raise BenchError(f"{name} must be a list, got {value!r}")
         if self.device not in DEVICES:
-            raise BenchError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise BenchError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not self.batch_sizes or not all(isinstance(b, int) and b >= 1 for b in self.batch_sizes):
             raise BenchError(f"batch sizes must be integers >= 1, got {list(self.batch_sizes)}")
-        if not self.threads or min(self.threads) < 0:
-            raise BenchError(f"thread counts must be >= 0 (0: every core), got {list(self.threads)}")
+        if not self.threads or not all(isinstance(t, int) and t >= 0 for t in self.threads):
+            raise BenchError(f"thread counts must be integers >= 0 (0: every core), got {list(self.threads)}")
         unknown = [name for name in self.formats or () if name not in BENCH_FORMATS]
         if unknown:
             raise BenchError(f"unknown format(s) {', '.join(map(repr, unknown))}; choose from "
                              f"{', '.join(BENCH_FORMATS)}")
         if self.accuracy_images is not None and self.accuracy_images < 0:
-            raise BenchError(f"--accuracy-images must be >= 0, got {self.accuracy_images}")
+            raise BenchError(f"accuracy_images must be >= 0, got {self.accuracy_images}")
         if self.timing_images < 1:
-            raise BenchError(f"--timing-images must be >= 1, got {self.timing_images}")
+            raise BenchError(f"timing_images must be >= 1, got {self.timing_images}")
+        if self.warmup_seconds < 0 or self.window_seconds < 0 or self.serving_seconds <= 0:
+            raise BenchError("warmup_seconds and window_seconds must be >= 0 and serving_seconds > 0")
         try:
+            self.policy  # noqa: B018 -- WindowPolicy checks its own combination
             SweepConfig(modes=self.serving_modes, concurrency=self.concurrency, seconds=self.serving_seconds,
                         batching=self.serving_batching)
         except ValueError as error:
@@ -76,6 +100,49 @@ class BenchConfig:
         values = asdict(self)
         values["policy"] = self.policy.as_dict()
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "BenchConfig":
+        """From a config file's ``[bench]`` table: lists or comma-separated strings for the list options."""
+        from training.config import ConfigError, known_keys
+
+        try:
+            values = known_keys(cls, values, "bench")
+        except ConfigError as error:
+            raise BenchError(str(error)) from None
+        for name, parse in LIST_OPTIONS.items():
+            value = values.get(name)
+            if isinstance(value, list | tuple):
+                value = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in value)
+            if isinstance(value, str):
+                values[name] = parse(value)
+        return cls(**values)
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BenchError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise BenchError("expected at least one integer")
+    return values
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_switches(text: str) -> tuple[bool, ...]:
+    values = {"off": False, "on": True, "false": False, "true": True}
+    parts = parse_names(text)
+    if not parts or any(part not in values for part in parts):
+        raise BenchError(f"expected off, on or off,on; got {text!r}")
+    return tuple(dict.fromkeys(values[part] for part in parts))
+
+
+LIST_OPTIONS = {"formats": parse_names, "batch_sizes": parse_ints, "threads": parse_ints,
+                "serving_modes": parse_names, "concurrency": parse_ints, "serving_batching": parse_switches}
 
 
 @dataclass(frozen=True)

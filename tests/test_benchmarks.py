@@ -203,7 +203,7 @@ def test_ftx_bench_end_to_end(tiny_export, tmp_path):
     out = tmp_path / "report"
     config = BenchConfig(export_dir=str(tiny_export), formats=("keras", "onnx", "tflite", "tflite-int8"),
                          batch_sizes=(1, 4), threads=(1,), out=str(out), timing_images=8,
-                         policy=WindowPolicy(warmup_seconds=0.0, min_window_seconds=0.02, max_windows=4),
+                         warmup_seconds=0.0, window_seconds=0.02, max_windows=4,
                          serving_modes=("grpc-tensor", "rest-bytes"), concurrency=(1, 2), serving_seconds=0.5,
                          serving_batching=(False,))
     assert run_benchmark(config, progress=False) == out
@@ -361,4 +361,14 @@ def test_cli_checks_arguments_before_measuring(tiny_export, tmp_path, capsys):
     assert "batch sizes must be integers >= 1" in capsys.readouterr().err
     assert _bench(tiny_export, "--serving-modes", "grpc-json", "--out", tmp_path / "d") == 2
     assert "unknown serving mode(s) grpc-json" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    config = tmp_path / "bench.toml"
+    config.write_text("[bench]\nbatch_sizes = [1, 8]\nwindow_secs = 2\n")
+    assert _bench(tiny_export, "--config", config, "--out", tmp_path / "e") == 2
+    assert "unknown bench key(s) ['window_secs']; allowed: ['accuracy_images', 'batch_sizes'," in capsys.readouterr().err
+    config.write_text("[bench]\nbatch_sizes = '1,x'\n")
+    assert _bench(tiny_export, "--config", config, "--out", tmp_path / "f") == 2
+    assert "expected comma-separated integers, got '1,x'" in capsys.readouterr().err
+    config.write_text("[bench]\nmax_windows = 'ten'\n")
+    assert _bench(tiny_export, "--config", config, "--out", tmp_path / "g") == 2
+    assert "max_windows must be int, got 'ten' (str)" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcdefg")

@@ -179,6 +179,15 @@ def check_field_types(config) -> None:
 
 def read_config_file(path: Path | str, table: str = "train") -> dict[str, Any]:
     """Read a TOML, YAML or JSON file into a dict (a ``[table]`` section, e.g. ``[train]``, is unwrapped)."""
+    values = read_config_document(path)
+    values = values.get(table, values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: [{table}] must be a table of options")
+    return values
+
+
+def read_config_document(path: Path | str) -> dict[str, Any]:
+    """The whole TOML, YAML or JSON file as a dict; parse errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -198,7 +207,4 @@ def read_config_file(path: Path | str, table: str = "train") -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot parse: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a table of options at the top level")
-    values = values.get(table, values)
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: [{table}] must be a table of options")
     return values
