@@ -60,7 +60,8 @@ def _free_port() -> int:
 class ServeProcess:
     """``ftx serve`` for one export version, on free ports, in a child process; stopped with SIGTERM."""
 
-    def __init__(self, version_dir: Path, name: str, threads: int, batching: bool, log_path: Path) -> None:
+    def __init__(self, version_dir: Path, name: str, threads: int, batching: bool, log_path: Path,
+                 backend: str = "onnx") -> None:
         # the version may be "1.not_blessed", which a server never loads: serve it as version 1 of a scratch base
         self.base = Path(tempfile.mkdtemp(prefix="ftx-bench-serve-"))
         (self.base / name).mkdir()
@@ -69,7 +70,8 @@ class ServeProcess:
         command = [sys.executable, "-m", "training.cli", "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", f"--model_name={name}",
                    f"--model_base_path={self.base / name}", "--file_system_poll_wait_seconds=0",
-                   f"--intra_op_threads={threads}", "--grpc_max_threads=64"] + (["--enable_batching"] if batching else [])
+                   f"--intra_op_threads={threads}", "--grpc_max_threads=64", f"--backend={backend}"]
+        command += ["--enable_batching"] if batching else []
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -17,13 +17,14 @@ import sys
 # subcommand -> (module, one-line help). Later stages add their rows here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.train_cli", "fine-tune a backbone on a folder of images"),
-    "demo": ("training.demo_cli", "train on the embedded default data (Fashion-MNIST, 40 images per class)"),
+    "demo": ("benchmarks.demo_cli", "ftx run on the embedded default (Fashion-MNIST, 40 images per class, mobilenet_v2)"),
     "cache": ("training.cache_cli", "show or fill the ftx cache (weights and datasets)"),
     "export": ("export.cli", "SavedModel for TF Serving, ONNX and TFLite from a run, checked by a parity gate"),
     "serving-config": ("serving.config_cli", "TF Serving's models.config, batching.config and monitoring.config"),
     "serve": ("serving.serve_cli", "TF Serving's gRPC and REST API over ONNX Runtime (or the SavedModel)"),
     "client": ("serving.client_cli", "predict, classify, metadata and status against TF Serving or ftx serve"),
     "bench": ("benchmarks.cli", "latency, throughput and accuracy of every format of an export, and of ftx serve"),
+    "run": ("benchmarks.run_cli", "train -> export -> parity gate -> serving smoke test -> bench -> report, resumable"),
 }
 
 
