@@ -13,6 +13,7 @@ from benchmarks.bench import BenchConfig, BenchError, parse_ints, parse_names, p
 from benchmarks.runners import BENCH_FORMATS, DEVICES
 from benchmarks.serving_sweep import MODES
 from training.config import ConfigError, read_config_file
+from training.flags import add_flags
 
 DEFAULTS = BenchConfig()
 
@@ -56,10 +57,10 @@ SWITCHES: list[tuple[str, str, str]] = [
 ]
 
 
-def _shown(value) -> str:
+def _shown(value):
     if isinstance(value, tuple):
         return ",".join(("on" if v else "off") if isinstance(v, bool) else str(v) for v in value)
-    return str(value)
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,13 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an export version directory (ftx export's OUT/NAME/<version>)")
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it; a [bench] table "
                                          "is unwrapped)")
-    for flag, key, kind, text in FLAGS:
-        default = getattr(DEFAULTS, key)
-        parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
-                            help=text if default is None else f"{text} (default: {_shown(default)})")
-    for flag, key, text in SWITCHES:
-        parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
+    add_flags(parser, FLAGS, SWITCHES, DEFAULTS, show=lambda key, value: _shown(value))
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
 

@@ -13,6 +13,7 @@ from export.config import ExportConfig
 from export.formats import FORMATS
 from export.parity import METRICS
 from training.config import ConfigError, read_config_file
+from training.flags import add_flags
 
 DEFAULTS = ExportConfig()
 
@@ -41,22 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", default=argparse.SUPPRESS, help="training run directory (ftx train)")
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it; an [export] table "
                                          "is unwrapped)")
-    for flag, key, kind, text in FLAGS:
-        default = getattr(DEFAULTS, key)
-        if key == "formats":
-            default = "all"
-        parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
-                            help=text if default in (None, "") else f"{text} (default: {default})")
+    add_flags(parser, FLAGS, [], DEFAULTS, show=lambda key, value: "all" if key == "formats" else value)
     parser.add_argument("--threshold", dest="thresholds", action="append", default=argparse.SUPPRESS,
                         metavar="TARGET.METRIC=VALUE",
                         help="override a parity threshold; TARGET is fp32, fp16, int8 or a format, METRIC one of "
                              f"{', '.join(METRICS)}, VALUE a number or 'none' (repeatable). Defaults: fp32 "
                              "max_abs_diff=1e-4 and min_top1_agreement=1; fp16 min_top1_agreement=0.995; "
                              "int8 max_accuracy_drop=1 (points)")
-    for flag, key, text in SWITCHES:
-        parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
-
+    add_flags(parser, [], SWITCHES, DEFAULTS)
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
     values: dict = {}

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from training.config import STRATEGIES, ConfigError, TrainConfig, read_config_file
+from training.flags import add_flags
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,7 @@ AUGMENT_FLAGS: list[tuple[str, str, type, str]] = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it)")
-    for flag, key, kind, text in FLAGS:
-        default = getattr(DEFAULTS, key)
-        parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
-                            help=text if default is None else f"{text} (default: {default})")
-    for flag, key, text in SWITCHES:
-        parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                            help=f"{text} (default: {getattr(DEFAULTS, key)})")
+    add_flags(parser, FLAGS, SWITCHES, DEFAULTS)
     group = parser.add_argument_group("augmentation (training images only)")
     for flag, key, kind, text in AUGMENT_FLAGS:
         default = getattr(DEFAULTS.augment, key)
