@@ -55,7 +55,7 @@ def smoke_test(version_dir: Path, name: str, run_dir: Path, images: int, threads
         return ok and diff <= FP32_TOLERANCE, f"{classes}; max |dp| {diff:.1e} (<= {FP32_TOLERANCE:g})"
 
     def classified(results) -> tuple[bool, str]:
-        top = [result[0][0] for result in results]
+        top = [max(result, key=lambda pair: pair[1])[0] for result in results]  # classes come in label order
         agree = sum(t == labels[i] for t, i in zip(top, expected_ids))
         return agree == len(indices), f"{agree}/{len(indices)} top labels as Keras"
 

@@ -27,7 +27,7 @@ formats = ["onnx", "tflite"]
 parity_images = 12
 calibration_images = 8
 [serve]
-images = 4
+images = 12  # the whole tiny test split: every class, so a wrong label order shows
 [bench]
 formats = ["onnx", "tflite"]
 batch_sizes = [1]
