@@ -178,8 +178,8 @@ def summary_markdown(results: dict) -> str:
         lines += ["", f"Δ and agreement are against `{reference}` on the CPU, image by image."]
     notes = slower_than_fp32(results)
     if notes:
-        lines += ["", "**Quantized but not faster** (batch-1 p50 against the same runtime's fp32):",
-                  *[f"- {note}" for note in notes]]
+        lines += ["", "**Quantized but not faster** (batch-1 p50 against the same runtime's fp32):", "",
+                  *[f"- {note}" for note in notes]]  # the blank line makes it a list in every Markdown renderer
     lines += ["", "## Batch-size sweep", "",
               "| format | device | threads | batch | img/s | mean ms | p50 | p90 | p95 | p99 | windows | stable |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
