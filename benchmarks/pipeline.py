@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 
 
-class PipelineStopped(RuntimeError):
-    """A stage refused to go on (the parity gate, a failed smoke test); the report says why."""
-
-
 @dataclass
 class StageRecord:
     fingerprint: str
@@ -44,7 +40,7 @@ class StageRecord:
 class PipelineResult:
     out: Path
     records: dict[str, StageRecord]
-    ran: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)  # stages run this time (the others were unchanged)
     stopped: str | None = None  # why the pipeline stopped early
 
 
@@ -60,6 +56,11 @@ def _inside(out: Path, path: str | None, default: str) -> Path:
     """Relative stage paths live in the pipeline directory; absolute ones where the user names."""
     chosen = Path(path or default).expanduser()
     return chosen if chosen.is_absolute() else out / chosen
+
+
+def _stamp() -> str:
+    """When a stage finished; the nanoseconds make two runs within a second differ (later stages hash it)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"#{time.time_ns()}"
 
 
 def _hash(values) -> str:
@@ -147,7 +148,7 @@ class Pipeline:
                 started = time.perf_counter()
                 status, outputs, summary = getattr(self, f"_{stage}")(state.records, record, fingerprint)
                 record = StageRecord(fingerprint, status, round(time.perf_counter() - started, 1), outputs, summary,
-                                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"#{time.time_ns()}")
+                                     _stamp())
                 state.records[stage] = record
                 state.save()
                 result.ran.append(stage)
@@ -158,8 +159,7 @@ class Pipeline:
                 if "report" not in result.ran:  # the report says why it stopped
                     report_fp = self.fingerprint("report", state.records)
                     status, outputs, summary = self._report(state.records, None, report_fp)
-                    state.records["report"] = StageRecord(report_fp, status, 0.0, outputs, summary,
-                                                          time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                    state.records["report"] = StageRecord(report_fp, status, 0.0, outputs, summary, _stamp())
                     state.save()
                 break
         return result
@@ -225,8 +225,9 @@ class Pipeline:
         from benchmarks.bench import run_benchmark
 
         out = self.paths["bench"]
-        if out.exists() and (previous is None or str(out) == previous.outputs.get("report_dir_path")):
-            shutil.rmtree(out)  # our own earlier report
+        if out.exists() and (out.is_relative_to(self.out) or
+                             (previous is not None and str(out) == previous.outputs.get("report_dir_path"))):
+            shutil.rmtree(out)  # our own earlier report; a directory of someone else's is refused by run_benchmark
         config = dataclasses.replace(self.config.bench, export_dir=records["export"].outputs["version_dir_path"],
                                      out=str(out))
         report_dir = run_benchmark(config, progress=self.progress)

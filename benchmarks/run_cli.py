@@ -2,7 +2,8 @@
 
 Exit status: 0 every stage finished, 1 a stage stopped the pipeline (the
 parity gate refused the export, or the smoke test failed; the report says
-why), 2 a bad config (nothing run).
+why), 2 a bad config (nothing run) or bad input found by a stage (earlier
+stages are kept).
 """
 
 from __future__ import annotations
@@ -53,7 +54,22 @@ def run(args: argparse.Namespace, base: dict | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"ftx run: {error}", file=sys.stderr)
         return 2
-    result = pipeline.run()
+    from benchmarks.bench import BenchError
+    from export.pipeline import ExportError
+    from export.run_dir import RunDirError
+    from export.versions import VersionError
+    from training.backbones.build import WeightsFileError
+    from training.backbones.weights import WeightsUnavailableError
+    from training.data import DataError
+    from training.train import RunLockedError
+
+    try:
+        result = pipeline.run()
+    except (ConfigError, DataError, WeightsFileError, WeightsUnavailableError, RunLockedError, RunDirError,
+            VersionError, ExportError, BenchError, FileExistsError) as error:
+        print(f"ftx run: {error}\nstages finished so far are kept; fix this and run the same command to go on",
+              file=sys.stderr)
+        return 2
     print(summary_table(result))
     if result.stopped:
         print(f"STOPPED at {result.stopped}", file=sys.stderr)

@@ -129,6 +129,11 @@ def test_a_bad_config_is_refused_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert _ftx("run", "--out", tmp_path / "out", "--force", "deploy") == 2
     assert "--force takes train, export, serve, bench, report or all; got deploy" in capsys.readouterr().err
+    config.write_text(f"[train]\ndata = '{tmp_path / 'no-such-folder'}'\n")
+    assert _ftx("run", config, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "no-such-folder" in err and "stages finished so far are kept" in err
+    assert not (tmp_path / "out" / "train").exists()
 
 
 def test_print_config_shows_the_demo_with_every_default(capsys):
