@@ -140,31 +140,35 @@ class Pipeline:
             fingerprint = self.fingerprint(stage, state.records)
             record = state.records.get(stage)
             fresh = (record is not None and record.fingerprint == fingerprint and stage not in self.force
-                     and self._outputs_exist(stage, record))
+                     and self._outputs_exist(record))
             if fresh:
                 print(f"[{index}/{len(STAGES)}] {stage}: unchanged, skipped ({record.summary})", file=sys.stderr)
             else:
-                print(f"[{index}/{len(STAGES)}] {stage} ...", file=sys.stderr, flush=True)
-                started = time.perf_counter()
-                status, outputs, summary = getattr(self, f"_{stage}")(state.records, record, fingerprint)
-                record = StageRecord(fingerprint, status, round(time.perf_counter() - started, 1), outputs, summary,
-                                     _stamp())
-                state.records[stage] = record
-                state.save()
-                result.ran.append(stage)
-                print(f"[{index}/{len(STAGES)}] {stage}: {status} in {record.seconds:.1f} s ({summary})",
-                      file=sys.stderr)
+                record = self._execute(stage, fingerprint, record, state, result)
             if record.status in ("refused", "failed") and stage != "report":
                 result.stopped = f"{stage}: {record.summary}"
                 if "report" not in result.ran:  # the report says why it stopped
-                    report_fp = self.fingerprint("report", state.records)
-                    status, outputs, summary = self._report(state.records, None, report_fp)
-                    state.records["report"] = StageRecord(report_fp, status, 0.0, outputs, summary, _stamp())
-                    state.save()
+                    report = "report"
+                    self._execute(report, self.fingerprint(report, state.records), state.records.get(report),
+                                  state, result)
                 break
         return result
 
-    def _outputs_exist(self, stage: str, record: StageRecord) -> bool:
+    def _execute(self, stage: str, fingerprint: str, previous: StageRecord | None, state: PipelineState,
+                 result: PipelineResult) -> StageRecord:
+        """Run one stage, record it in state.json at once, and say how it went."""
+        number = f"[{STAGES.index(stage) + 1}/{len(STAGES)}]"
+        print(f"{number} {stage} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        status, outputs, summary = getattr(self, f"_{stage}")(state.records, previous, fingerprint)
+        record = StageRecord(fingerprint, status, round(time.perf_counter() - started, 1), outputs, summary, _stamp())
+        state.records[stage] = record
+        state.save()
+        result.ran.append(stage)
+        print(f"{number} {stage}: {status} in {record.seconds:.1f} s ({summary})", file=sys.stderr)
+        return record
+
+    def _outputs_exist(self, record: StageRecord) -> bool:
         paths = [value for key, value in record.outputs.items() if key.endswith("_path")]
         return all(Path(path).exists() for path in paths)
 

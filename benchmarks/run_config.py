@@ -69,10 +69,7 @@ class PipelineConfig:
 
     def section(self, name: str) -> dict[str, Any]:
         """One table as plain values (the fingerprint of a stage hashes this)."""
-        values = getattr(self, name).to_dict() if hasattr(getattr(self, name), "to_dict") \
-            else dataclasses.asdict(getattr(self, name))
-        values.pop("policy", None)  # bench: derived from the flat window options
-        return values
+        return dataclasses.asdict(getattr(self, name))
 
 
 def build_config(values: dict[str, Any], source: str = "config") -> PipelineConfig:
