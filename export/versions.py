@@ -15,6 +15,16 @@ from pathlib import Path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REJECTED_SUFFIX = ".not_blessed"
+VERSION_PATTERN = re.compile(r"^(0|[1-9][0-9]{0,18})$")  # ASCII digits only: str.isdigit() also accepts '²'
+INT64_MAX = 2**63 - 1
+
+
+def parse_version(name: str) -> int | None:
+    """The version a directory name stands for, or None: canonical ASCII int64 only (TF Serving parses int64)."""
+    if not VERSION_PATTERN.match(name):
+        return None
+    version = int(name)
+    return version if version <= INT64_MAX else None
 
 
 class VersionError(ValueError):
@@ -32,7 +42,7 @@ def existing_versions(model_dir: Path) -> list[int]:
     """Integer-named version directories (what TF Serving loads); temporary ones are ignored."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(v for p in model_dir.iterdir() if p.is_dir() and (v := parse_version(p.name)) is not None)
 
 
 def rejected_versions(model_dir: Path) -> list[int]:
@@ -41,7 +51,7 @@ def rejected_versions(model_dir: Path) -> list[int]:
         return []
     names = (p.name[:-len(REJECTED_SUFFIX)] for p in model_dir.iterdir()
              if p.is_dir() and p.name.endswith(REJECTED_SUFFIX))
-    return sorted(int(n) for n in names if n.isdigit())
+    return sorted(v for n in names if (v := parse_version(n)) is not None)
 
 
 def rejected_dir(model_dir: Path, version: int) -> Path:

@@ -1,45 +1,66 @@
-"""Request counts and latencies in Prometheus' text format (``--monitoring_config_file``).
+"""TF Serving's request metrics in Prometheus' text format (``--monitoring_config_file``).
 
-Names follow TF Serving's (``:tensorflow:serving:request_count`` and
-``:tensorflow:serving:request_latency``), so dashboards built for it read these.
+Names, labels and buckets are TF Serving's (``util.cc``, ``prometheus_exporter.cc``):
+``:tensorflow:serving:request_count{model_name,status}`` for every request and
+``:tensorflow:serving:request_latency{model_name,API,entrypoint}``, a histogram
+in microseconds with buckets 10 * 1.8^i (33 of them), for successful ones.
+Two things differ on purpose: label values are escaped as Prometheus' format
+requires (``\\``, ``"`` and newline: upstream leaves newlines, which lets a
+model name inject lines), and a model name this server does not serve is
+recorded as ``""`` so unknown names cannot grow the page without bound.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
-BUCKETS_US = (500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000)
+BUCKETS_US = tuple(10 * 1.8 ** i for i in range(33))
+COUNT, LATENCY = ":tensorflow:serving:request_count", ":tensorflow:serving:request_latency"
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    """absl::StrCat(double): shortest form, no trailing .0 (``10``, ``18``, ``32.4``)."""
+    text = f"{value:.6g}"
+    return text if "e" not in text else repr(value)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, known_models: Callable[[], list[str]] = lambda: []) -> None:
+        self._known = known_models
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS_US) + 1))
-        self._sums: dict[tuple[str, str], float] = defaultdict(float)
+        self._counts: dict[tuple[str, str], int] = defaultdict(int)
+        self._buckets: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS_US) + 1))
+        self._sums: dict[tuple[str, str, str], float] = defaultdict(float)
 
-    def record(self, model: str, api: str, status: str, seconds: float) -> None:
+    def record(self, model: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
+        model = model if model in self._known() else ""
         micros = seconds * 1e6
         with self._lock:
-            self._counts[(model, api, status)] += 1
-            buckets = self._buckets[(model, api)]
-            buckets[next((i for i, edge in enumerate(BUCKETS_US) if micros <= edge), len(BUCKETS_US))] += 1
-            self._sums[(model, api)] += micros
+            self._counts[(model, status)] += 1
+            if status == "OK":
+                key = (model, api, entrypoint)
+                self._buckets[key][bisect.bisect_left(BUCKETS_US, micros)] += 1
+                self._sums[key] += micros
 
     def exposition(self) -> str:
-        lines = ["# TYPE :tensorflow:serving:request_count counter"]
+        lines = [f"# TYPE {COUNT} counter"]
         with self._lock:
-            for (model, api, status), count in sorted(self._counts.items()):
-                lines.append(f':tensorflow:serving:request_count{{model_name="{model}",API="{api}",'
-                             f'status="{status}"}} {count}')
-            lines.append("# TYPE :tensorflow:serving:request_latency histogram")
-            for (model, api), buckets in sorted(self._buckets.items()):
-                labels = f'model_name="{model}",API="{api}"'
+            for (model, status), count in sorted(self._counts.items()):
+                lines.append(f'{COUNT}{{model_name="{escape(model)}",status="{escape(status)}"}} {count}')
+            lines.append(f"# TYPE {LATENCY} histogram")
+            for (model, api, entrypoint), buckets in sorted(self._buckets.items()):
+                labels = f'model_name="{escape(model)}",API="{escape(api)}",entrypoint="{escape(entrypoint)}"'
                 total = 0
-                for edge, count in zip((*BUCKETS_US, "+Inf"), buckets):
+                for edge, count in zip((*map(_number, BUCKETS_US), "+Inf"), buckets):
                     total += count
-                    lines.append(f':tensorflow:serving:request_latency_bucket{{{labels},le="{edge}"}} {total}')
-                lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {self._sums[(model, api)]:.0f}")
-                lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {total}")
+                    lines.append(f'{LATENCY}_bucket{{{labels},le="{edge}"}} {total}')
+                lines.append(f"{LATENCY}_sum{{{labels}}} {_number(self._sums[(model, api, entrypoint)])}")
+                lines.append(f"{LATENCY}_count{{{labels}}} {total}")
         return "\n".join(lines) + "\n"

@@ -1,13 +1,15 @@
-"""The models a server holds, kept in step with their version directories as TF Serving does.
+"""The models a server holds, kept in step with their version directories as TF Serving keeps them.
 
-Each model's ``base_path`` holds integer version directories; which ones are
-loaded follows the model's version policy (latest N, all, specific). A poller
-re-scans every ``poll_seconds``: new versions are loaded beside the old ones and
-swapped in only once loaded, removed ones are dropped, so requests never see a
-gap. Only integer names count: ftx stages an export as ``.N.*.partial`` and a
-refused one as ``N.not_blessed``, so a half-written or unblessed version is
-never served. A version that fails to load (a copy still in progress) is
-retried on the next scan.
+Each model's ``base_path`` holds version directories named by canonical int64
+numbers; any other name (``.3.x.partial``, ``3.not_blessed``, ``²``, a number
+beyond int64) is ignored with one log line. The version policy (latest N, all,
+specific) says which versions are *aspired*; loading follows TF Serving's
+availability-preserving policy (core/availability_preserving_policy.cc): a new
+version is loaded and checked in full before an old one is unloaded, and the
+last serving version is only unloaded once an aspired one is serving, so a
+version that fails to load never takes the served one down. A failed version
+shows in the status with its error and is tried again when its directory
+changes. Versions deleted from disk disappear.
 """
 
 from __future__ import annotations
@@ -15,126 +17,271 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from serving.batching import Batcher
+import grpc
+
+from export.versions import parse_version
 from serving.errors import ServingError
-from serving.servable import BACKENDS, MAX_BATCH, Servable, load_servable
-from serving.tfs_config import BatchingSettings, ModelEntry
+from serving.tfs_config import ModelEntry
 
 log = logging.getLogger(__name__)
-Loader = Callable[[str, int, Path], Servable]
+MAX_FINGERPRINT_FILES = 10_000  # a version directory with more files than this is not fingerprinted past it
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 
-def available_versions(base_path: Path, backend: str) -> list[int]:
-    """Integer version directories that hold the backend's model file, ascending."""
-    if not base_path.is_dir():
-        return []
-    return sorted(int(p.name) for p in base_path.iterdir()
-                  if p.is_dir() and p.name.isdigit() and (p / BACKENDS[backend]).is_file())
+class Loadable:
+    """What the store needs of a loaded version (serving.servable.Servable has it)."""
+
+    version: int
+
+    def close(self) -> None: ...
 
 
-def wanted_versions(entry: ModelEntry, available: list[int]) -> list[int]:
-    policy = entry.policy
-    if policy.kind == "all":
-        return list(available)
-    if policy.kind == "specific":
-        return [v for v in available if v in policy.versions]
-    return available[-policy.latest:]
+Loader = Callable[[str, int, Path], Loadable]
+
+
+@dataclass
+class VersionState:
+    """One version's place in its lifecycle, as GetModelStatus reports it."""
+
+    version: int
+    state: str = START
+    error_code: grpc.StatusCode = grpc.StatusCode.OK
+    error_message: str = ""
+    servable: Loadable | None = None
+    fingerprint: tuple = ()  # of the directory when a load failed: unchanged means do not retry
 
 
 @dataclass
 class ModelState:
     entry: ModelEntry
-    loaded: dict[int, Servable]
-    failed: dict[int, str]
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    ignored: set[str] = field(default_factory=set)  # odd directory names already logged
+
+
+def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[int, Path]:
+    """Canonical int64-named directories under ``base_path``; other names are logged once each."""
+    try:
+        children = list(base_path.iterdir())
+    except OSError:
+        return {}
+    found = {}
+    for child in children:
+        version = parse_version(child.name)
+        if version is not None and child.is_dir():
+            found[version] = child
+        elif child.name not in ignored:
+            ignored.add(child.name)
+            if not child.name.startswith("."):  # ftx's own staging directories are expected
+                log.info("model %s: ignoring %s (not a version directory: versions are int64 numbers)",
+                         model, child)
+    return found
+
+
+def aspired_versions(entry: ModelEntry, on_disk: list[int]) -> list[int]:
+    policy = entry.policy
+    if policy.kind == "all":
+        return sorted(on_disk)
+    if policy.kind == "specific":
+        return sorted(v for v in on_disk if v in policy.versions)
+    return sorted(on_disk)[-policy.latest:]
+
+
+def fingerprint(directory: Path) -> tuple:
+    """Names, sizes and mtimes of the files below ``directory``: changes when a copy makes progress."""
+    entries = []
+    try:
+        for path in sorted(directory.rglob("*"))[:MAX_FINGERPRINT_FILES]:
+            info = path.stat()
+            entries.append((path.relative_to(directory).as_posix(), info.st_size, info.st_mtime_ns))
+    except OSError as error:
+        entries.append(("<unreadable>", str(error)))
+    return tuple(entries)
+
+
+def _load_error(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(error, ServingError):
+        return error.code, error.message
+    text = str(error).strip().splitlines()
+    return grpc.StatusCode.UNKNOWN, f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 class ModelStore:
-    """Thread-safe lookup of loaded versions by model name and version or label."""
+    """Thread-safe lookup of serving versions by model name and version or label, and their lifecycle."""
 
-    def __init__(self, entries: list[ModelEntry], backend: str = "onnx", threads: int | None = None,
-                 batching: BatchingSettings | None = None, loader: Loader | None = None) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.backend = backend
-        self.batching = batching
-        max_batch = batching.max_batch_size if batching else MAX_BATCH
-        self._load = loader or (lambda name, version, path: load_servable(name, version, path, backend, threads,
-                                                                          max_batch))
-        self._models = {entry.name: ModelState(entry, {}, {}) for entry in entries}
-        self._lock = threading.Lock()
+    def __init__(self, entries: list[ModelEntry], loader: Loader) -> None:
+        self._load = loader
+        self._models = {entry.name: ModelState(entry) for entry in entries}
+        self._lock = threading.Lock()  # guards _models and every VersionState
+        self._refreshing = threading.Lock()  # one scan at a time (poller and config reloads)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
     # lookup
 
-    def get(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> Loadable:
+        """The servable a ModelSpec names, with TF Serving's errors (server_core.cc, basic_manager.cc)."""
+        if not name:
+            raise ServingError.invalid("ModelSpec has no name specified.")
+        with self._lock:
+            state = self._models.get(name)
+            if label is not None:
+                labels = state.entry.labels if state is not None else {}
+                if label not in labels:
+                    raise ServingError.invalid(f"Unrecognized servable version label: {label}")
+                version = labels[label]
+            serving = {} if state is None else {v: s.servable for v, s in state.versions.items()
+                                                if s.state == AVAILABLE and s.servable is not None}
+        if version is None:
+            if serving:
+                return serving[max(serving)]
+            raise ServingError.not_found(f"Servable not found for request: Latest({name})")
+        if version not in serving:
+            raise ServingError.not_found(f"Servable not found for request: Specific({name}, {version})")
+        return serving[version]
+
+    def states(self, name: str) -> dict[int, VersionState]:
+        """Copies of every version's state (GetModelStatus)."""
         with self._lock:
             state = self._models.get(name)
             if state is None:
-                raise ServingError.not_found(f"no model named {name!r}; this server serves "
-                                             f"{', '.join(sorted(self._models)) or 'nothing'}")
-            loaded = dict(state.loaded)
-            labels = dict(state.entry.labels)
-        if label:
-            if label not in labels:
-                raise ServingError.not_found(f"model {name!r} has no version label {label!r}; labels: "
-                                             f"{', '.join(sorted(labels)) or 'none'}")
-            version = labels[label]
-        if version is None or version == 0:
-            if not loaded:
-                raise ServingError.unavailable(f"model {name!r} has no loaded version yet")
-            return loaded[max(loaded)]
-        if version not in loaded:
-            raise ServingError.not_found(f"model {name!r} has no loaded version {version}; loaded: "
-                                         f"{sorted(loaded) or 'none'}")
-        return loaded[version]
+                raise ServingError.not_found(f"Could not find any versions of model {name}")
+            return {v: replace(s) for v, s in state.versions.items()}
 
-    def status(self, name: str) -> tuple[dict[int, Servable], dict[int, str]]:
+    def label_version(self, name: str, label: str) -> int:
         with self._lock:
-            if name not in self._models:
-                raise ServingError.not_found(f"no model named {name!r}")
-            state = self._models[name]
-            return dict(state.loaded), dict(state.failed)
+            labels = self._models[name].entry.labels if name in self._models else {}
+            if label not in labels:
+                raise ServingError.invalid(f"Unrecognized servable version label: {label}")
+            return labels[label]
 
     def names(self) -> list[str]:
-        return sorted(self._models)
+        with self._lock:
+            return sorted(self._models)
+
+    def entries(self) -> list[ModelEntry]:
+        with self._lock:
+            return [state.entry for state in self._models.values()]
+
+    def serving(self) -> list[Loadable]:
+        with self._lock:
+            return [s.servable for state in self._models.values() for s in state.versions.values()
+                    if s.servable is not None]
+
+    # configuration
+
+    def reconfigure(self, entries: list[ModelEntry], allow_unavailable_labels: bool = False) -> None:
+        """Apply a new model list live (HandleReloadConfigRequest, --model_config_file polling).
+
+        New models are added and loaded, removed ones unloaded, and policies and
+        labels of the others changed. Labels must name serving versions unless
+        ``allow_unavailable_labels`` (then only labels that are new or unchanged
+        may point elsewhere), as ServerCore::UpdateModelVersionLabelMap checks.
+        """
+        with self._refreshing:
+            with self._lock:
+                removed = [state for name, state in self._models.items() if name not in {e.name for e in entries}]
+                for entry in entries:
+                    if entry.name in self._models:
+                        self._models[entry.name].entry = replace(entry, labels=self._models[entry.name].entry.labels)
+                    else:
+                        self._models[entry.name] = ModelState(replace(entry, labels={}))
+                for state in removed:
+                    del self._models[state.entry.name]
+            for state in removed:
+                for version_state in state.versions.values():
+                    self._unload(state.entry.name, version_state)
+            self._refresh_locked()
+            self._apply_labels(entries, allow_unavailable_labels)
+
+    def _apply_labels(self, entries: list[ModelEntry], allow_unavailable: bool) -> None:
+        with self._lock:
+            for entry in entries:
+                state = self._models[entry.name]
+                for label, version in entry.labels.items():
+                    existing = state.entry.labels.get(label)
+                    allowed = allow_unavailable and (existing is None or existing == version)
+                    current = state.versions.get(version)
+                    if not allowed and (current is None or current.state != AVAILABLE):
+                        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                           f"Request to assign label to version {version} of model {entry.name}, "
+                                           "which is not currently available for inference")
+            for entry in entries:
+                self._models[entry.name].entry = entry
 
     # loading
 
     def refresh(self) -> None:
-        """One scan of every model's base path: load what the policy wants, drop what it no longer does."""
-        for name, state in self._models.items():
-            base = Path(state.entry.base_path)
-            wanted = wanted_versions(state.entry, available_versions(base, self.backend))
-            for version in wanted:
-                if version in state.loaded:
-                    continue
-                try:
-                    servable = self._load(name, version, base / str(version))
-                    if self.batching is not None:
-                        batcher = Batcher(servable.runner, self.batching, name=f"{name}-v{version}-batch")
-                        servable.runner, servable.close = batcher, batcher.close
-                except Exception as error:  # noqa: BLE001 - a bad version must not stop the others or the server
-                    message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                    if state.failed.get(version) != message:
-                        log.warning("model %s version %d failed to load (retrying on the next scan): %s",
-                                    name, version, message)
-                    with self._lock:
-                        state.failed[version] = message
-                    continue
-                with self._lock:
-                    state.loaded[version] = servable
-                    state.failed.pop(version, None)
-                log.info("serving model %s version %d from %s", name, version, base / str(version))
+        """One scan of every model's base path, then load and unload until the policy is met."""
+        with self._refreshing:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        with self._lock:
+            models = list(self._models.values())
+        for state in models:
+            self._refresh_model(state)
+
+    def _refresh_model(self, state: ModelState) -> None:
+        name = state.entry.name
+        on_disk = version_directories(Path(state.entry.base_path), state.ignored, name)
+        aspired = aspired_versions(state.entry, list(on_disk))
+        with self._lock:
+            for version in [v for v, s in state.versions.items() if v not in on_disk and s.servable is None]:
+                del state.versions[version]  # deleted from disk: gone from the status too
+        for version in sorted(aspired, reverse=True):  # the highest first, as the policy loads
+            current = state.versions.get(version)
+            if current is not None and current.state in (AVAILABLE, LOADING):
+                continue
+            print_ = fingerprint(on_disk[version])
+            if current is not None and current.state == END and current.error_code != grpc.StatusCode.OK \
+                    and current.fingerprint == print_:
+                continue  # failed before and nothing changed since
+            self._try_load(state, version, on_disk[version], print_)
+        self._unload_unaspired(state, aspired)
+
+    def _try_load(self, state: ModelState, version: int, directory: Path, print_: tuple) -> None:
+        name = state.entry.name
+        with self._lock:
+            version_state = state.versions.setdefault(version, VersionState(version))
+            version_state.state, version_state.error_code, version_state.error_message = LOADING, grpc.StatusCode.OK, ""
+        try:
+            servable = self._load(name, version, directory)
+        except Exception as error:  # noqa: BLE001 - a bad version must never stop the others or the server
+            code, message = _load_error(error)
+            log.warning("model %s version %d failed to load (tried again when %s changes): %s", name, version,
+                        directory, message)
             with self._lock:
-                gone = [v for v in state.loaded if v not in wanted]
-                removed = [state.loaded.pop(v) for v in gone]
-            for servable in removed:
-                log.info("unloaded model %s version %d", name, servable.version)
-                servable.close()
+                version_state.state, version_state.error_code = END, code
+                version_state.error_message, version_state.fingerprint = message, print_
+            return
+        with self._lock:
+            version_state.state, version_state.servable, version_state.fingerprint = AVAILABLE, servable, ()
+        log.info("serving model %s version %d from %s", name, version, directory)
+
+    def _unload_unaspired(self, state: ModelState, aspired: list[int]) -> None:
+        """AvailabilityPreservingPolicy: unload the lowest un-aspired serving version while there is no
+        aspired version, an aspired one is serving, or more than one un-aspired version is serving."""
+        while True:
+            with self._lock:
+                serving = {v for v, s in state.versions.items() if s.state == AVAILABLE}
+                unaspired = sorted(serving - set(aspired))
+                if not unaspired or not (not aspired or serving & set(aspired) or len(unaspired) > 1):
+                    return
+                version_state = state.versions[unaspired[0]]
+                version_state.state = UNLOADING
+            self._unload(state.entry.name, version_state)
+
+    def _unload(self, name: str, version_state: VersionState) -> None:
+        with self._lock:
+            servable, version_state.servable = version_state.servable, None
+            version_state.state = END
+        if servable is not None:
+            servable.close()
+            log.info("unloaded model %s version %d", name, version_state.version)
 
     def start(self, poll_seconds: float) -> None:
         """Load now, then re-scan every ``poll_seconds`` (0: never) in a daemon thread."""
@@ -152,6 +299,13 @@ class ModelStore:
                 log.exception("version scan failed")
 
     def stop(self) -> None:
+        """Stop polling and unload everything."""
         self._stop.set()
         if self._poller is not None:
-            self._poller.join(timeout=10)
+            self._poller.join(timeout=30)
+        with self._refreshing:
+            with self._lock:
+                models = list(self._models.values())
+            for state in models:
+                for version_state in list(state.versions.values()):
+                    self._unload(state.entry.name, version_state)

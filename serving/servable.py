@@ -1,14 +1,19 @@
-"""One loaded model version and the four signatures an ftx export serves.
+"""One loaded model version: its SignatureDefs, verified files, and the four signatures an ftx export serves.
 
 Both backends reduce to one function, float32 RGB images -> probabilities:
 ONNX Runtime on ``model.onnx`` (the edge default) or the SavedModel's
 ``serving_default``. Encoded images and tf.Examples are decoded here with the
 training pipeline's own decode and resize, so every backend and every way in
-gives the Keras model's pixels.
+gives the Keras model's pixels. Before a version is accepted its files are
+checked against the export manifest's sizes and sha256 (a half-copied or
+damaged version fails to load instead of being served) and its label count
+against the model's outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import threading
 from collections.abc import Callable
@@ -17,137 +22,217 @@ from pathlib import Path
 
 import numpy as np
 
-from export.signatures import (IMAGE_FEATURE, SIGNATURE_BYTES, SIGNATURE_CLASSIFY, SIGNATURE_EXAMPLES,
-                               SIGNATURE_TENSOR)
 from serving.errors import ServingError
+from serving.signature_defs import read_signature_defs
 
+SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_EXAMPLES, SIGNATURE_CLASSIFY = (
+    "serving_default", "serving_bytes", "serving_examples", "classify")
+IMAGE_FEATURE = "image/encoded"
 INPUT_NAMES = {SIGNATURE_TENSOR: "images", SIGNATURE_BYTES: "images_bytes", SIGNATURE_EXAMPLES: "examples",
                SIGNATURE_CLASSIFY: "inputs"}
-PREDICT_OUTPUTS = ("probabilities", "class_ids", "class_names")
 BACKENDS = {"onnx": "model.onnx", "savedmodel": "saved_model.pb"}
-MAX_BATCH = 1024  # images per request when server-side batching is off
+MANIFEST_FILE, LABELS_FILE = "export_manifest.json", "labels.txt"
+MAX_MANIFEST_BYTES = 16 << 20
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
+@dataclass(frozen=True)
+class InputLimits:
+    """Bounds checked before anything a request declares is allocated."""
+
+    max_batch: int = 1024  # items per request when server-side batching is off
+    max_elements: int = 64 << 20  # values in one input tensor
+    max_image_pixels: int = 4096 * 4096  # width x height of one encoded image, read from its header
+
+
 @dataclass
 class Servable:
-    """A loaded version: its labels, input size and a runner from float images to probabilities."""
+    """A loaded version: SignatureDefs as saved, labels, input size and a runner from images to probabilities."""
 
     name: str
     version: int
     path: Path
+    signature_defs: dict  # signature name -> SignatureDef message, verbatim from the export
     class_names: tuple[str, ...]
     image_size: int
     runner: Runner
-    max_batch: int = MAX_BATCH
+    limits: InputLimits = InputLimits()
     close: Callable[[], None] = field(default=lambda: None)
 
-    def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The named outputs of ``signature`` for ``inputs`` (checked: names, dtypes, shapes, batch size)."""
-        images = self.images_for(signature, inputs)
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of ``signature`` for checked ``inputs`` (names, dtypes and shapes match its SignatureDef)."""
+        if signature not in INPUT_NAMES:
+            raise ServingError(_FAILED_PRECONDITION, f"signature {signature!r} is not one that ftx serve runs; "
+                                                     f"it runs {', '.join(INPUT_NAMES)}")
+        value = inputs[INPUT_NAMES[signature]]
+        if signature == SIGNATURE_TENSOR:
+            images = np.ascontiguousarray(value, np.float32)
+        elif signature == SIGNATURE_BYTES:
+            images = self.decode_all(list(value.reshape(-1)))
+        else:
+            images = self.decode_all([image_from_example(item) for item in value.reshape(-1)])
         probabilities = np.asarray(self.runner(images), np.float32)
         if signature == SIGNATURE_CLASSIFY:
-            classes = np.array([list(self.class_names)] * len(images), dtype=object)
-            return {"classes": classes.astype(bytes), "scores": probabilities}
+            classes = np.empty(probabilities.shape, dtype=object)
+            classes[:] = [name.encode() for name in self.class_names]
+            return {"classes": classes, "scores": probabilities}
         class_ids = probabilities.argmax(axis=1).astype(np.int32)
-        return {"probabilities": probabilities, "class_ids": class_ids,
-                "class_names": np.array([self.class_names[i].encode() for i in class_ids], dtype=object)}
+        names = np.empty(len(class_ids), dtype=object)
+        names[:] = [self.class_names[i].encode() for i in class_ids]
+        return {"probabilities": probabilities, "class_ids": class_ids, "class_names": names}
 
-    def images_for(self, signature: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        if signature not in INPUT_NAMES:
-            raise ServingError.not_found(f"model {self.name!r} version {self.version} has no signature "
-                                         f"{signature!r}; it has {', '.join(INPUT_NAMES)}")
-        expected = INPUT_NAMES[signature]
-        if set(inputs) != {expected}:
-            raise ServingError.invalid(f"signature {signature!r} takes exactly one input {expected!r}, "
-                                       f"got {sorted(inputs) or 'none'}")
-        value = inputs[expected]
-        if len(value.shape) == 0 or value.shape[0] == 0:
-            raise ServingError.invalid(f"input {expected!r} needs a batch dimension with at least one item, "
-                                       f"got shape {list(value.shape)}")
-        if value.shape[0] > self.max_batch:
-            raise ServingError.invalid(f"batch of {value.shape[0]} is larger than the maximum batch size "
-                                       f"{self.max_batch}; split the request")
-        if signature == SIGNATURE_TENSOR:
-            size = self.image_size
-            if value.dtype.kind not in "fiu":
-                raise ServingError.invalid(f"input 'images' must be float32 RGB 0-255, got dtype {value.dtype}")
-            if value.ndim != 4 or value.shape[1:] != (size, size, 3):
-                raise ServingError.invalid(f"input 'images' must have shape [batch, {size}, {size}, 3], "
-                                           f"got {list(value.shape)}")
-            return np.ascontiguousarray(value, np.float32)
-        if value.dtype != object or value.ndim != 1:
-            raise ServingError.invalid(f"input {expected!r} must be a 1-D string tensor [batch], got dtype "
-                                       f"{value.dtype} shape {list(value.shape)}")
-        encoded = list(value) if signature == SIGNATURE_BYTES else [_image_from_example(e) for e in value]
-        return np.stack([decode_image(data, self.image_size) for data in encoded])
+    def decode_all(self, encoded: list[bytes]) -> np.ndarray:
+        if not encoded:
+            return np.zeros((0, self.image_size, self.image_size, 3), np.float32)
+        return np.stack([decode_image(bytes(data), self.image_size, self.limits.max_image_pixels)
+                         for data in encoded])
 
 
-def _image_from_example(serialized: bytes) -> bytes:
-    from tensorflow.core.example import example_pb2
+_FAILED_PRECONDITION = __import__("grpc").StatusCode.FAILED_PRECONDITION
+
+
+def image_from_example(serialized: bytes) -> bytes:
     from google.protobuf.message import DecodeError
+
+    from serving.protos import example_pb2
 
     example = example_pb2.Example()
     try:
         example.ParseFromString(bytes(serialized))
     except DecodeError:
-        raise ServingError.invalid("an input is not a serialized tf.Example") from None
+        raise ServingError.invalid("Could not parse example input, value: an input is not a serialized "
+                                   "tf.Example") from None
     feature = example.features.feature.get(IMAGE_FEATURE)
     if feature is None or len(feature.bytes_list.value) != 1:
         raise ServingError.invalid(f"each tf.Example needs exactly one bytes value under {IMAGE_FEATURE!r}")
     return feature.bytes_list.value[0]
 
 
-def decode_image(data: bytes, image_size: int) -> np.ndarray:
+def image_pixels(data: bytes) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): {error}") from None
+
+
+def decode_image(data: bytes, image_size: int, max_pixels: int) -> np.ndarray:
     """float32 [S, S, 3] RGB 0-255 exactly as training and the SavedModel's bytes signature make it."""
+    width, height = image_pixels(data)
+    if width * height > max_pixels:
+        raise ServingError.invalid(f"an image of {width}x{height} pixels is larger than the limit of {max_pixels} "
+                                   "pixels (ftx serve --max_image_pixels)")
     import tensorflow as tf
 
     from training.data.decode import decode_native, resize_rounded
 
     try:
-        return resize_rounded(decode_native(tf.constant(bytes(data))), image_size).numpy()
+        return resize_rounded(decode_native(tf.constant(data)), image_size).numpy()
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         message = str(getattr(error, "message", error)).splitlines()[0]
         raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): {message}") from None
 
 
-def read_export_info(version_dir: Path) -> tuple[tuple[str, ...], int]:
-    """Labels and input size from the export manifest (labels.txt as fallback)."""
-    manifest = version_dir / "export_manifest.json"
-    if manifest.is_file():
-        data = json.loads(manifest.read_text())
-        labels = data.get("labels") or (version_dir / "labels.txt").read_text().split("\n")
-        size = data.get("source_run", {}).get("image_size") or data.get("input", {}).get("shape", [None, None])[1]
-        if size and labels:
-            return tuple(label for label in labels if label), int(size)
-    raise ServingError.unavailable(f"{version_dir} has no readable export_manifest.json; was it written by ftx export?")
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(version_dir: Path) -> dict:
+    path = version_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise ServingError.invalid(f"{path} is missing: not an ftx export, or a copy still in progress")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ServingError.invalid(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ServingError.invalid(f"{path} is not valid JSON (truncated?): {error}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise ServingError.invalid(f"{path} has no 'files' list: not an ftx export manifest")
+    return manifest
+
+
+def verify_files(version_dir: Path, manifest: dict, needed: tuple[str, ...]) -> None:
+    """Every manifest file under ``needed`` (paths or directories) exists with its listed size and sha256."""
+    entries = [e for e in manifest["files"] if isinstance(e, dict) and any(
+        str(e.get("path")) == part or str(e.get("path")).startswith(part + "/") for part in needed)]
+    listed = {str(e["path"]).split("/")[0] for e in entries}
+    missing_parts = [part for part in needed if part not in listed]
+    if missing_parts:
+        raise ServingError.invalid(f"{version_dir / MANIFEST_FILE} lists no {missing_parts}")
+    for entry in entries:
+        path = version_dir / str(entry["path"])
+        if not path.is_file():
+            raise ServingError.invalid(f"{path} is missing (the manifest lists it)")
+        if path.stat().st_size != entry.get("bytes"):
+            raise ServingError.invalid(f"{path} is {path.stat().st_size} bytes, the manifest says {entry.get('bytes')} "
+                                       "(a copy in progress or a damaged file)")
+        if _sha256(path) != entry.get("sha256"):
+            raise ServingError.invalid(f"{path} does not match its sha256 in the manifest (a damaged file)")
+
+
+def read_labels(version_dir: Path, manifest: dict, classes: int) -> tuple[str, ...]:
+    labels_file = version_dir / LABELS_FILE
+    labels = manifest.get("labels")
+    if labels_file.is_file():
+        labels = [line for line in labels_file.read_text(encoding="utf-8").split("\n") if line]
+    if not isinstance(labels, list) or not labels:
+        raise ServingError.invalid(f"{version_dir} has no labels ({LABELS_FILE} or the manifest's 'labels')")
+    if len(labels) != classes:
+        raise ServingError.invalid(f"{labels_file} has {len(labels)} labels but the model has {classes} outputs")
+    return tuple(str(label) for label in labels)
+
+
+def _output_classes(signature_defs: dict) -> tuple[int, int]:
+    """(classes, image size) from serving_default's SignatureDef."""
+    signature = signature_defs.get(SIGNATURE_TENSOR)
+    if signature is None or "probabilities" not in signature.outputs or "images" not in signature.inputs:
+        raise ServingError.invalid("the SignatureDefs have no serving_default with images -> probabilities: "
+                                   "not an ftx export")
+    classes = signature.outputs["probabilities"].tensor_shape.dim[-1].size
+    size = signature.inputs["images"].tensor_shape.dim[1].size
+    return int(classes), int(size)
 
 
 def load_servable(name: str, version: int, version_dir: Path, backend: str, threads: int | None = None,
-                  max_batch: int = MAX_BATCH) -> Servable:
-    """Load one version directory with ``backend`` (onnx or savedmodel)."""
-    class_names, image_size = read_export_info(version_dir)
+                  limits: InputLimits = InputLimits()) -> Servable:
+    """Load and verify one version directory with ``backend`` (onnx or savedmodel)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    manifest = read_manifest(version_dir)
+    needed = (BACKENDS["onnx"],) if backend == "onnx" else (BACKENDS["savedmodel"], "variables")
+    verify_files(version_dir, manifest, needed)
+    signature_defs = dict(read_signature_defs(version_dir).signature_def)
+    classes, image_size = _output_classes(signature_defs)
+    class_names = read_labels(version_dir, manifest, classes)
     if backend == "onnx":
         from export.onnx_runtime import open_session
 
         session = open_session(version_dir / BACKENDS["onnx"], threads=threads)
         input_name = session.get_inputs()[0].name
+        produced = session.get_outputs()[0].shape[-1] if session.get_outputs() else None
+        if isinstance(produced, int) and produced != classes:
+            raise ServingError.invalid(f"model.onnx gives {produced} classes, the SignatureDefs say {classes}")
 
         def runner(images: np.ndarray) -> np.ndarray:
             return session.run(["probabilities"], {input_name: images})[0]
-
-        return Servable(name, version, version_dir, class_names, image_size, runner, max_batch)
-    if backend == "savedmodel":
+    else:
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(version_dir))
-        signature = loaded.signatures[SIGNATURE_TENSOR]
+        function = loaded.signatures[SIGNATURE_TENSOR]
         lock = threading.Lock()  # one call at a time: TF's own intra-op threads use the cores
 
         def runner(images: np.ndarray) -> np.ndarray:
             with lock:
-                return signature(images=tf.constant(images))["probabilities"].numpy()
+                return function(images=tf.constant(images))["probabilities"].numpy()
 
-        return Servable(name, version, version_dir, class_names, image_size, runner, max_batch)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return Servable(name, version, version_dir, signature_defs, class_names, image_size, runner, limits)

@@ -1,11 +1,9 @@
 """``ftx serve``: TF Serving's API on ONNX Runtime (or the SavedModel), started with TF Serving's own flags.
 
-A ``tensorflow_model_server`` launch line carries over: ``--port``,
-``--rest_api_port``, ``--model_name``/``--model_base_path`` or
-``--model_config_file``, ``--enable_batching``/``--batching_parameters_file``,
-``--monitoring_config_file``, ``--ssl_config_file``, ``--file_system_poll_wait_seconds``, in the
-``--flag=value`` form too. ``--backend`` and ``--host`` are ftx's own.
-Runs until SIGINT/SIGTERM, then finishes in-flight requests and exits.
+Every ``tensorflow_model_server`` flag is accepted (serving/serve_flags.py);
+``--backend``, ``--host`` (default 127.0.0.1: open it with ``--host 0.0.0.0``
+for docker and Kubernetes), ``--max_request_bytes`` and ``--max_image_pixels``
+are ftx's own. Runs until SIGINT/SIGTERM, then finishes in-flight requests.
 """
 
 from __future__ import annotations
@@ -15,52 +13,48 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
-from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, SSL_CONFIG, BatchingSettings,
-                                ModelEntry, ServingConfigError, model_entries, read_config)
+from serving.serve_flags import add_tf_serving_flags, channel_arguments, report_no_effect
+from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, PROMETHEUS_PATH, SSL_CONFIG,
+                                BatchingSettings, ModelEntry, ServingConfigError, model_entries, read_config)
 
 log = logging.getLogger(__name__)
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: pick a free one)")
-    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 (TF Serving's default) is off")
-    parser.add_argument("--model_name", default="default", help="name of the one model of --model_base_path")
-    parser.add_argument("--model_base_path", help="directory of integer version directories (an ftx export NAME/)")
-    parser.add_argument("--model_config_file", help="models.config (ModelServerConfig text), instead of the two above")
-    parser.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False,
-                        help="server-side batching")
-    parser.add_argument("--batching_parameters_file", help="batching.config (BatchingParameters text)")
-    parser.add_argument("--monitoring_config_file", help="monitoring.config: Prometheus metrics on the REST port")
-    parser.add_argument("--ssl_config_file", help="ssl.config (SSLConfig text, PEM inline): gRPC over TLS")
-    parser.add_argument("--file_system_poll_wait_seconds", type=int, default=1,
-                        help="seconds between scans for new versions (0: load once)")
-    parser.add_argument("--backend", choices=("onnx", "savedmodel"), default="onnx",
-                        help="onnx: model.onnx with ONNX Runtime (the edge case); savedmodel: TensorFlow")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 opens it to the network")
-    parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
-                        help="largest gRPC message or REST body accepted")
-    parser.add_argument("--grpc_max_threads", type=int, default=32, help="gRPC requests handled at once")
-    parser.add_argument("--intra_op_threads", type=int, default=0, help="ONNX Runtime threads per call (0: cores)")
+    add_tf_serving_flags(parser)
+    own = parser.add_argument_group("ftx serve's own flags")
+    own.add_argument("--backend", choices=("onnx", "savedmodel"), default="onnx",
+                     help="onnx: model.onnx with ONNX Runtime (the edge case); savedmodel: TensorFlow")
+    own.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 opens it to the network")
+    own.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
+                     help="largest gRPC message or REST body accepted")
+    own.add_argument("--max_image_pixels", type=int, default=4096 * 4096,
+                     help="largest encoded image (width x height, read from its header) decoded")
+    own.add_argument("--intra_op_threads", type=int, default=0, help=argparse.SUPPRESS)  # before 0.2
+
+
+def version_text() -> str:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return (f"ftx serve {version('ftx')} (TensorFlow Serving API {version('tensorflow-serving-api')})\n"
+            f"ONNX Runtime: {version('onnxruntime')}\n")
 
 
 def entries_from_args(args: argparse.Namespace) -> list[ModelEntry]:
-    if args.model_config_file and args.model_base_path:
-        raise ServingConfigError("give --model_config_file or --model_base_path, not both")
     if args.model_config_file:
+        if args.model_base_path:
+            log.warning("--model_base_path is ignored with --model_config_file (as in TF Serving)")
         return model_entries(read_config(args.model_config_file, MODELS_CONFIG))
     if not args.model_base_path:
-        raise ServingConfigError("nothing to serve: give --model_base_path DIR (with --model_name) or "
-                                 "--model_config_file FILE")
+        raise ServingConfigError("Both server_options.model_base_path and server_options.model_config_file are empty!"
+                                 " Give --model_base_path DIR (with --model_name) or --model_config_file FILE")
     if not Path(args.model_base_path).is_dir():
         raise ServingConfigError(f"--model_base_path {args.model_base_path} is not a directory")
     return [ModelEntry(args.model_name, args.model_base_path)]
@@ -69,42 +63,102 @@ def entries_from_args(args: argparse.Namespace) -> list[ModelEntry]:
 def batching_settings(args: argparse.Namespace) -> BatchingSettings | None:
     if not args.enable_batching:
         if args.batching_parameters_file:
-            log.warning("--batching_parameters_file is ignored without --enable_batching (as in TF Serving)")
+            raise ServingConfigError("server_options.batching_parameters_file is set without setting "
+                                     "server_options.enable_batching to true.")
         return None
     if args.batching_parameters_file:
         return BatchingSettings.from_message(read_config(args.batching_parameters_file, BATCHING_CONFIG))
     return BatchingSettings.for_device("cpu")
 
 
+def runtime_threads(args: argparse.Namespace) -> int | None:
+    intra, inter, session = (args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
+                             args.tensorflow_session_parallelism)
+    if intra > 0 and inter > 0 and session > 0:
+        raise ServingConfigError("Either configure server_options.tensorflow_session_parallelism or "
+                                 "(server_options.tensorflow_intra_op_parallelism, "
+                                 "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.")
+    return intra or session or args.intra_op_threads or None
+
+
+def _watch_config(path: str, seconds: int, apply, stopping: threading.Event) -> None:
+    """--model_config_file_poll_wait_seconds: re-read the file and apply it when it changed; errors are logged."""
+    last = Path(path).read_text(encoding="utf-8")
+    while not stopping.wait(seconds):
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            if text != last:
+                apply(read_config(path, MODELS_CONFIG))
+                last = text
+                log.info("applied the changed %s", path)
+        except Exception as error:  # noqa: BLE001 - a bad edit must not stop the server
+            log.error("Failed to reload %s: %s", path, error)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.version:
+        sys.stdout.write(version_text())
+        return 0
+    from serving.errors import ServingError
+    from serving.loader import VersionLoader
     from serving.model_store import ModelStore
+    from serving.servable import InputLimits
     from serving.server import ModelServer, ServerLimits
 
+    report_no_effect(args)
     try:
         entries = entries_from_args(args)
         batching = batching_settings(args)
+        threads = runtime_threads(args)
         monitoring = read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None
         ssl = read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None
-    except ServingConfigError as error:
+        channel_args = channel_arguments(args.grpc_channel_arguments)
+    except (ServingConfigError, ValueError) as error:
         print(f"ftx serve: {error}", file=sys.stderr)
         return 2
-    if monitoring is not None and monitoring.prometheus_config.enable and not args.rest_api_port:
-        log.warning("Prometheus metrics are served on the REST port; give --rest_api_port to expose them")
-    store = ModelStore(entries, args.backend, threads=args.intra_op_threads or None, batching=batching)
+    rest_port = args.rest_api_port or None
+    if rest_port is not None and rest_port == args.port:
+        log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for HTTP/REST "
+                  "API. Skipped exporting HTTP/REST API.")
+        rest_port = None
+    metrics_path = None
+    if monitoring is not None and monitoring.prometheus_config.enable:
+        metrics_path = monitoring.prometheus_config.path or PROMETHEUS_PATH
+        if rest_port is None:
+            log.warning("Prometheus metrics are served on the REST port; give --rest_api_port to expose them")
+    loader = VersionLoader(args.backend, threads, InputLimits(max_image_pixels=args.max_image_pixels), batching,
+                           args.enable_model_warmup, max(1, args.num_request_iterations_for_warmup))
+    store = ModelStore([replace(entry, labels={}) for entry in entries], loader)
     store.start(args.file_system_poll_wait_seconds)
-    limits = ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_max_threads)
+    allow_labels = args.allow_version_labels_for_unavailable_models
+
+    def apply(config) -> None:
+        store.reconfigure(model_entries(config), allow_labels)
+
+    from serving.http_server import HttpLimits
+
+    limits = ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_max_threads,
+                          rest=HttpLimits(num_threads=args.rest_api_num_threads,
+                                          request_timeout_s=args.rest_api_timeout_in_ms / 1000),
+                          grpc_socket_path=args.grpc_socket_path, grpc_channel_arguments=channel_args,
+                          tensor_content=args.enable_serialization_as_tensor_content)
     try:
-        server = ModelServer(store, args.port, args.rest_api_port or None, limits,
-                             metrics_path=monitoring.prometheus_config.path if monitoring is not None and
-                             monitoring.prometheus_config.enable else None, ssl=ssl).start()
-    except OSError as error:
+        store.reconfigure(entries, allow_labels)  # labels as TF Serving checks them: on versions now serving
+        server = ModelServer(store, args.port, rest_port, limits, metrics_path=metrics_path, ssl=ssl,
+                             reload=apply).start()
+    except (OSError, ServingError, ServingConfigError) as error:
         store.stop()
-        print(f"ftx serve: {error}", file=sys.stderr)
+        print(f"ftx serve: {getattr(error, 'message', error)}", file=sys.stderr)
         return 2
+    _report_versions(store)
     print(f"ftx serve: gRPC on {args.host}:{server.grpc_port}"
+          + (f" and unix:{args.grpc_socket_path}" if args.grpc_socket_path else "")
           + (f", REST on {args.host}:{server.rest_port}" if server.rest_port else "")
           + f" ({args.backend}); Ctrl-C stops", flush=True)
     stopping = threading.Event()
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=_watch_config, args=(args.model_config_file, args.model_config_file_poll_wait_seconds,
+                                                     apply, stopping), name="ftx-config-poller", daemon=True).start()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     stopping.wait()
@@ -112,3 +166,12 @@ def run(args: argparse.Namespace) -> int:
     server.stop()
     return 0
 
+
+def _report_versions(store) -> None:
+    for name in store.names():
+        states = store.states(name)
+        serving = sorted(v for v, s in states.items() if s.state == "AVAILABLE")
+        print(f"ftx serve: model {name}: serving version(s) {serving or 'none'}", flush=True)
+        for version, state in sorted(states.items()):
+            if state.error_message:
+                print(f"ftx serve: model {name} version {version} failed to load: {state.error_message}", flush=True)

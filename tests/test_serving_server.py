@@ -26,6 +26,7 @@ from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
 from serving.client import ClientError, ClientOptions, GrpcClient, RestClient
+from serving.loader import VersionLoader
 from serving.model_store import ModelStore
 from serving.server import ModelServer, ServerLimits
 from serving.tfs_config import BatchingSettings, ModelEntry, VersionPolicy
@@ -45,8 +46,10 @@ def exported(tiny_run, tmp_path_factory):
 
 
 def start(base, backend="onnx", batching=None, limits=None, policy=VersionPolicy(), labels=None, poll=0.0):
-    store = ModelStore([ModelEntry("tiny", str(base), policy, labels or {})], backend, threads=1, batching=batching)
+    entry = ModelEntry("tiny", str(base), policy, labels or {})
+    store = ModelStore([ModelEntry("tiny", str(base), policy)], VersionLoader(backend, 1, batching=batching))
     store.start(poll)
+    store.reconfigure([entry])
     return ModelServer(store, 0, 0, limits or ServerLimits()).start()
 
 
@@ -85,7 +88,8 @@ def test_grpc_predictions_equal_the_keras_model(exported, backend):
     assert [label for label, _ in classified[0]] == list(run.class_names)
     assert signatures["serving_default"]["inputs"] == {"images": ("DT_FLOAT", [-1, 32, 32, 3])}
     assert signatures["serving_bytes"]["inputs"] == {"images_bytes": ("DT_STRING", [-1])}
-    assert set(signatures) == {"serving_default", "serving_bytes", "serving_examples", "classify"}
+    assert set(signatures) == {"serving_default", "serving_bytes", "serving_examples", "classify",
+                               "__saved_model_init_op"}  # verbatim, as TF Serving answers
 
 
 def test_rest_rows_columns_b64_and_labels(server, exported):
@@ -102,8 +106,9 @@ def test_rest_rows_columns_b64_and_labels(server, exported):
         outputs = json.loads(response.read())["outputs"]
     np.testing.assert_allclose(outputs["probabilities"], expected[:1], atol=1e-4)
     assert outputs["class_names"] == [run.class_names[expected[0].argmax()]]
-    metadata = client.metadata()["metadata"]["signature_def"]["signatureDef"]
+    metadata = client.metadata()["metadata"]["signature_def"]["signature_def"]
     assert metadata["serving_default"]["inputs"]["images"]["dtype"] == "DT_FLOAT"
+    assert metadata["serving_default"]["inputs"]["images"]["tensor_shape"]["dim"][1] == {"size": "32", "name": ""}
 
 
 def _raw_predict(server, signature, name, value, model="tiny", version=None):
@@ -121,21 +126,21 @@ def _raw_predict(server, signature, name, value, model="tiny", version=None):
 
 @pytest.mark.parametrize("signature, name, value, model, version, code, message", [
     ("serving_default", "pixels", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
-     "takes exactly one input 'images'"),
+     r"Signature input alias: images\(feed name: serving_default_images:0\) not found in request"),
     ("serving_default", "images", np.array([b"x"], dtype=object), "tiny", None, "INVALID_ARGUMENT",
-     "must be float32 RGB 0-255, got dtype object"),
+     r"Expects arg\[0\] to be float but string is provided"),
     ("serving_default", "images", np.zeros((1, 30, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
-     r"must have shape \[batch, 32, 32, 3\], got \[1, 30, 32, 3\]"),
+     r"must have shape \[\?,32,32,3\], got \[1, 30, 32, 3\]"),
     ("serving_default", "images", np.zeros((1025, 32, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
-     "larger than the maximum batch size 1024"),
+     "more than the maximum batch size 1024"),
     ("serving_bytes", "images_bytes", np.array([b"not an image"], dtype=object), "tiny", None, "INVALID_ARGUMENT",
      "cannot decode an image"),
     ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "nope", None, "NOT_FOUND",
-     "no model named 'nope'; this server serves tiny"),
+     r"^Servable not found for request: Latest\(nope\)$"),
     ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", 9, "NOT_FOUND",
-     r"no loaded version 9; loaded: \[1\]"),
-    ("serving_nope", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "NOT_FOUND",
-     "has no signature 'serving_nope'"),
+     r"^Servable not found for request: Specific\(tiny, 9\)$"),
+    ("serving_nope", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "FAILED_PRECONDITION",
+     '^Serving signature key "serving_nope" not found.$'),
 ])
 def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, exported, signature, name, value,
                                                                         model, version, code, message):
@@ -151,7 +156,7 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, 
 def test_unknown_label_and_oversized_messages(exported):
     server = start(exported[0], limits=ServerLimits(max_request_bytes=200_000))
     try:
-        with pytest.raises(ClientError, match="NOT_FOUND: model 'tiny' has no version label 'canary'"):
+        with pytest.raises(ClientError, match="INVALID_ARGUMENT: Unrecognized servable version label: canary"):
             grpc_client(server, label="canary").predict(exported[2].images[:1])
         big = np.zeros((64, 32, 32, 3), np.float32)  # 786 kB > 200 kB
         with pytest.raises(ClientError, match="RESOURCE_EXHAUSTED"):
@@ -160,17 +165,18 @@ def test_unknown_label_and_oversized_messages(exported):
                                          data=json.dumps({"instances": big.tolist()}).encode())
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request)
-        assert caught.value.code == 413 and "larger than the limit 200000" in json.loads(caught.value.read())["error"]
-        for body, status, text in ((b"{not json", 400, "not JSON"), (b'{"instances": [[1, 2], [3]]}', 400, "regular"),
-                                   (b'{"instances": [], "inputs": []}', 400, "exactly one of")):
+        assert caught.value.code == 413 and "larger than the limit of 200000" in json.loads(caught.value.read())["error"]
+        for body, status, text in ((b"{not json", 400, "JSON Parse error"), (b'{"instances": [[1, 2], [3]]}', 400, "regular"),
+                                   (b'{"instances": [], "inputs": []}', 400, "expecting only one of")):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:predict", data=body)
             assert caught.value.code == status and text in json.loads(caught.value.read())["error"]
-        for example in ({"image": "x"}, {"image/encoded": 3}, "not an object"):
+        for example, text in (({"image": "x"}, "image/encoded"), ({"image/encoded": 3}, "image/encoded"),
+                              ("not an object", "Example must be JSON object")):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/tiny:classify",
-                                       data=json.dumps({"examples": [example]}).encode())
-            assert caught.value.code == 400 and "image/encoded" in json.loads(caught.value.read())["error"]
+                                       data=json.dumps({"signature_name": "classify", "examples": [example]}).encode())
+            assert caught.value.code == 400 and text in json.loads(caught.value.read())["error"]
         assert grpc_client(server).predict(exported[2].images[:1]).probabilities.shape == (1, 3)
     finally:
         server.stop(1)
@@ -185,14 +191,14 @@ def test_only_complete_integer_versions_are_served_and_new_ones_are_picked_up(ex
     server = start(base, policy=VersionPolicy("all"), poll=0.1)
     try:
         client = grpc_client(server)
-        assert client.status() == [(1, "AVAILABLE")]
+        assert client.status() == [(3, "END"), (1, "AVAILABLE")]  # 3 failed to load: no manifest yet
         shutil.copytree(exported[0] / "1", tmp_path / "stage")
         (tmp_path / "stage").rename(base / "2")
         for _ in range(100):
-            if [v for v, _ in client.status()] == [1, 2]:
+            if client.status() == [(3, "END"), (2, "AVAILABLE"), (1, "AVAILABLE")]:
                 break
             threading.Event().wait(0.1)
-        assert client.status() == [(1, "AVAILABLE"), (2, "AVAILABLE")]
+        assert client.status() == [(3, "END"), (2, "AVAILABLE"), (1, "AVAILABLE")]
         assert _raw_predict(server, "serving_default", "images", exported[2].images[:1]).model_spec.version.value == 2
     finally:
         server.stop(1)
@@ -261,7 +267,7 @@ def test_client_retries_unavailable_until_the_server_is_up(exported):
     holder = {}
 
     def late_start() -> None:
-        store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx", threads=1)
+        store = ModelStore([ModelEntry("tiny", str(exported[0]))], VersionLoader("onnx", 1))
         store.start(0)
         holder["server"] = ModelServer(store, port, None, ServerLimits()).start()
 
@@ -316,14 +322,15 @@ def test_ftx_serve_takes_tf_serving_flags_serves_metrics_and_stops_on_sigterm(ex
             f"{run.class_names[i]} {expected[0][i]:.3f}" for i in top)
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/monitoring/prometheus/metrics") as response:
             metrics = response.read().decode()
-        assert ':tensorflow:serving:request_count{model_name="tiny",API="Predict",status="OK"} 1' in metrics
+        assert ':tensorflow:serving:request_count{model_name="tiny",status="OK"} 2' in metrics  # predict, classify
+        assert ':tensorflow:serving:request_latency_count{model_name="tiny",API="Predict",entrypoint="GRPC"} 1' in metrics
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(60) == 0
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "nothing to serve"),
+    ([], "Both server_options.model_base_path and server_options.model_config_file are empty!"),
     (["--model_base_path=/no/such/dir"], "is not a directory"),
     (["--enable_batching", "--batching_parameters_file=/no/such/file"], "cannot read batching.config"),
 ])
@@ -378,7 +385,7 @@ def test_tls_with_tf_servings_ssl_config(exported, tmp_path):
                                  server_cert=(tmp_path / "cert.pem").read_text())
     (tmp_path / SSL_CONFIG).write_text(text_format.MessageToString(message))
     ssl = read_config(tmp_path / SSL_CONFIG, SSL_CONFIG)
-    store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx", threads=1)
+    store = ModelStore([ModelEntry("tiny", str(exported[0]))], VersionLoader("onnx", 1))
     store.start(0)
     server = ModelServer(store, 0, None, ServerLimits(), ssl=ssl).start()
     try:
@@ -398,6 +405,7 @@ def test_tls_with_tf_servings_ssl_config(exported, tmp_path):
 def test_stop_finishes_in_flight_requests_and_excess_concurrency_is_refused(exported):
     """A slow model: the request inside finishes after stop() begins; a request beyond the bound is refused."""
     from serving.servable import Servable
+    from serving.signature_defs import read_signature_defs
 
     inside, release = threading.Event(), threading.Event()
 
@@ -406,8 +414,9 @@ def test_stop_finishes_in_flight_requests_and_excess_concurrency_is_refused(expo
         release.wait(30)
         return np.tile(np.array([[0.2, 0.3, 0.5]], np.float32), (len(images), 1))
 
-    store = ModelStore([ModelEntry("tiny", str(exported[0]))], "onnx",
-                       loader=lambda name, version, path: Servable(name, version, path, ("a", "b", "c"), 32, slow))
+    signatures = dict(read_signature_defs(exported[0] / "1").signature_def)
+    store = ModelStore([ModelEntry("tiny", str(exported[0]))],
+                       lambda name, version, path: Servable(name, version, path, signatures, ("a", "b", "c"), 32, slow))
     store.start(0)
     server = ModelServer(store, 0, None, ServerLimits(max_concurrent_rpcs=1)).start()
     results = {}
