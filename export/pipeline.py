@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 PARITY_FILE = "parity.json"
 LABELS_FILE = "labels.txt"
 BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
-SAVEDMODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra")
+SAVEDMODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "signature_defs.pb", "variables", "assets", "assets.extra")
 INPUT_SPEC = {"name": "images", "dtype": "float32", "shape": [None, None, None, 3], "layout": "NHWC",
               "color": "RGB", "range": [0, 255], "note": "raw pixels; the model applies its own preprocessing"}
 SIGNATURES = {

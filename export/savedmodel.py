@@ -14,6 +14,8 @@ from export.samples import Samples
 from export.signatures import SIGNATURE_BYTES, SIGNATURE_CLASSIFY, ClassifierServing
 from export.warmup import WARMUP_FILE, warmup_records, write_warmup_file
 
+SIGNATURE_DEFS_FILE = "signature_defs.pb"  # read by serving.signature_defs
+
 log = logging.getLogger(__name__)
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -52,6 +54,20 @@ def _mark_classify_signature(export_dir: Path) -> None:
         fingerprint.unlink(missing_ok=True)
 
 
+def write_signature_defs(directory: Path) -> Path:
+    """``signature_defs.pb``: the SavedModel's SignatureDefs as a serialized ``SignatureDefMap``, so a server
+    without TensorFlow (``ftx serve --backend onnx`` on an edge host) answers GetModelMetadata verbatim."""
+    from tensorflow.python.tools import saved_model_utils
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in saved_model_utils.get_meta_graph_def(str(directory), "serve").signature_def.items():
+        signatures.signature_def[name].CopyFrom(signature)
+    path = directory / SIGNATURE_DEFS_FILE
+    path.write_bytes(signatures.SerializeToString(deterministic=True))
+    return path
+
+
 def save_serving_savedmodel(run: TrainedRun, directory: Path, model_name: str, samples: Samples,
                             keras_model=None) -> Path:
     """Write the serving SavedModel (signatures, warmup requests) into the empty or new ``directory``.
@@ -66,6 +82,7 @@ def save_serving_savedmodel(run: TrainedRun, directory: Path, model_name: str, s
     module = ClassifierServing(model, run.class_names, run.image_size)
     tf.saved_model.save(module, str(directory), signatures=module.signatures())
     _mark_classify_signature(directory)
+    write_signature_defs(directory)
     extra = directory / "assets.extra"
     extra.mkdir()
     count = min(WARMUP_IMAGES, len(samples.images))

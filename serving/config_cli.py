@@ -63,10 +63,14 @@ def write_configs(export_root: Path, names: list[str], out: Path, policy: Versio
     return paths
 
 
-def command_lines(paths: dict[str, Path], export_root: Path, names: list[str]) -> str:
+def command_lines(paths: dict[str, Path], export_root: Path, names: list[str], labels: bool = False) -> str:
+    """The launch lines; with labels, TF Serving refuses a startup config unless labels may name versions
+    that are not loaded yet (they are not, at start), hence the flag."""
     flags = (f"--port=8500 --rest_api_port=8501 --model_config_file={{models}} --enable_batching=true "
              f"--batching_parameters_file={{batching}} --monitoring_config_file={{monitoring}} "
              "--file_system_poll_wait_seconds=5")
+    if labels:
+        flags += " --allow_version_labels_for_unavailable_models=true"
     local = flags.format(models=paths[MODELS_CONFIG], batching=paths[BATCHING_CONFIG],
                          monitoring=paths[MONITORING_CONFIG])
     configs = paths[MODELS_CONFIG].parent.resolve()
@@ -89,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for path in paths.values():
         print(f"wrote {path}")
-    print("\n" + command_lines(paths, export_root, args.name))
+    print("\n" + command_lines(paths, export_root, args.name, labels=bool(args.label)))
     return 0

@@ -80,3 +80,16 @@ def test_cli_writes_files_and_prints_the_server_command(tmp_path, capsys):
     assert main(["serving-config", str(tmp_path / "exports"), "--name", "missing"]) == 2
     assert "no model directory" in capsys.readouterr().err
     assert not (tmp_path / "exports" / "missing").exists()
+
+
+def test_printed_launch_lines_allow_labels_tf_serving_refuses_at_start(tmp_path, capsys):
+    """server_core.cc UpdateModelVersionLabelMap: at start no version is available yet, so TF Serving refuses
+    a config with labels unless --allow_version_labels_for_unavailable_models is set."""
+    (tmp_path / "exports" / "fashion" / "1").mkdir(parents=True)
+    assert main(["serving-config", str(tmp_path / "exports"), "--name", "fashion", "--version-policy", "all",
+                 "--label", "stable=1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("tensorflow_model_server",
+                                                                                        "docker run"))]
+    assert len(lines) == 2 and all("--allow_version_labels_for_unavailable_models=true" in line for line in lines)
+    assert main(["serving-config", str(tmp_path / "exports"), "--name", "fashion"]) == 0
+    assert "allow_version_labels" not in capsys.readouterr().out
