@@ -70,7 +70,7 @@ class ServeProcess:
         command = [sys.executable, "-m", "training.cli", "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", f"--model_name={name}",
                    f"--model_base_path={self.base / name}", "--file_system_poll_wait_seconds=0",
-                   f"--intra_op_threads={threads}", "--grpc_max_threads=64", f"--backend={backend}"]
+                   f"--tensorflow_intra_op_parallelism={threads}", "--grpc_max_threads=64", f"--backend={backend}"]
         command += ["--enable_batching"] if batching else []
         self.log_path = log_path
         self.log = open(log_path, "w")

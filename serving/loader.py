@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.batching import Batcher
-from serving.servable import InputLimits, Servable, load_servable
+from serving.servable import MANIFEST_FILE, InputLimits, Servable, load_servable
 from serving.tfs_config import BatchingSettings
 from serving.warmup import replay
 
@@ -23,12 +23,20 @@ log = logging.getLogger(__name__)
 class VersionLoader:
     backend: str = "onnx"
     threads: int | None = None  # the runtime's intra-op threads (--tensorflow_intra_op_parallelism)
+    inter_threads: int | None = None  # TensorFlow's inter-op threads (--tensorflow_inter_op_parallelism)
     limits: InputLimits = InputLimits()
     batching: BatchingSettings | None = None
     warmup: bool = True  # --enable_model_warmup
     warmup_iterations: int = 1
 
     def __call__(self, name: str, version: int, version_dir: Path) -> Servable:
+        if self.backend == "savedmodel":
+            from serving.servable import configure_tensorflow_threads
+
+            configure_tensorflow_threads(self.threads, self.inter_threads)
+        if self.backend == "savedmodel" and not (version_dir / MANIFEST_FILE).exists() \
+                and (version_dir / "saved_model.pb").is_file():
+            return self._plain_saved_model(name, version, version_dir)
         limits = self.limits
         if self.batching is not None:
             limits = InputLimits(self.batching.max_batch_size, limits.max_elements, limits.max_image_pixels)
@@ -41,6 +49,22 @@ class VersionLoader:
                 records = replay(servable, version_dir, self.warmup_iterations)
                 if records:
                     log.info("model %s version %d: %d warmup requests replayed", name, version, records)
+        except BaseException:
+            servable.close()
+            raise
+        return servable
+
+    def _plain_saved_model(self, name: str, version: int, version_dir: Path):
+        """A SavedModel that ftx did not export: served generically (serving.saved_model_servable)."""
+        from serving.saved_model_servable import load_saved_model
+
+        if self.batching is not None:
+            log.warning("model %s version %d is not an ftx export: served without server-side batching",
+                        name, version)
+        servable = load_saved_model(name, version, version_dir, self.threads, self.limits)
+        try:
+            if self.warmup:
+                replay(servable, version_dir, self.warmup_iterations)
         except BaseException:
             servable.close()
             raise

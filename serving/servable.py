@@ -202,6 +202,20 @@ def _output_classes(signature_defs: dict) -> tuple[int, int]:
     return int(classes), int(size)
 
 
+def configure_tensorflow_threads(intra: int | None, inter: int | None = None) -> None:
+    """--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism; TensorFlow takes them only before
+    its first op runs, so a later version keeps what the first one set."""
+    import tensorflow as tf
+
+    for setter, value in ((tf.config.threading.set_intra_op_parallelism_threads, intra),
+                          (tf.config.threading.set_inter_op_parallelism_threads, inter)):
+        if value:
+            try:
+                setter(value)
+            except RuntimeError:
+                pass
+
+
 def load_servable(name: str, version: int, version_dir: Path, backend: str, threads: int | None = None,
                   limits: InputLimits = InputLimits()) -> Servable:
     """Load and verify one version directory with ``backend`` (onnx or savedmodel)."""
@@ -227,6 +241,7 @@ def load_servable(name: str, version: int, version_dir: Path, backend: str, thre
     else:
         import tensorflow as tf
 
+        configure_tensorflow_threads(threads)
         loaded = tf.saved_model.load(str(version_dir))
         function = loaded.signatures[SIGNATURE_TENSOR]
         lock = threading.Lock()  # one call at a time: TF's own intra-op threads use the cores

@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
         metrics_path = monitoring.prometheus_config.path or PROMETHEUS_PATH
         if rest_port is None:
             log.warning("Prometheus metrics are served on the REST port; give --rest_api_port to expose them")
-    loader = VersionLoader(args.backend, threads, InputLimits(max_image_pixels=args.max_image_pixels), batching,
-                           args.enable_model_warmup, max(1, args.num_request_iterations_for_warmup))
+    loader = VersionLoader(args.backend, threads, args.tensorflow_inter_op_parallelism or
+                           args.tensorflow_session_parallelism or None,
+                           InputLimits(max_image_pixels=args.max_image_pixels), batching, args.enable_model_warmup,
+                           max(1, args.num_request_iterations_for_warmup))
     store = ModelStore([replace(entry, labels={}) for entry in entries], loader)
     store.start(args.file_system_poll_wait_seconds)
     allow_labels = args.allow_version_labels_for_unavailable_models
