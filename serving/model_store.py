@@ -115,6 +115,7 @@ class ModelStore:
     def __init__(self, entries: list[ModelEntry], loader: Loader) -> None:
         self._load = loader
         self._models = {entry.name: ModelState(entry) for entry in entries}
+        self._removed: dict[str, ModelState] = {}  # models a reload dropped: their END states stay reportable
         self._lock = threading.Lock()  # guards _models and every VersionState
         self._refreshing = threading.Lock()  # one scan at a time (poller and config reloads)
         self._stop = threading.Event()
@@ -146,7 +147,7 @@ class ModelStore:
     def states(self, name: str) -> dict[int, VersionState]:
         """Copies of every version's state (GetModelStatus)."""
         with self._lock:
-            state = self._models.get(name)
+            state = self._models.get(name) or self._removed.get(name)
             if state is None:
                 raise ServingError.not_found(f"Could not find any versions of model {name}")
             return {v: replace(s) for v, s in state.versions.items()}
@@ -176,7 +177,8 @@ class ModelStore:
     def reconfigure(self, entries: list[ModelEntry], allow_unavailable_labels: bool = False) -> None:
         """Apply a new model list live (HandleReloadConfigRequest, --model_config_file polling).
 
-        New models are added and loaded, removed ones unloaded, and policies and
+        New models are added and loaded, removed ones unloaded (their versions stay in the status as END,
+        as TF Serving's ServableStateMonitor keeps them), and policies and
         labels of the others changed. Labels must name serving versions unless
         ``allow_unavailable_labels`` (then only labels that are new or unchanged
         may point elsewhere), as ServerCore::UpdateModelVersionLabelMap checks.
@@ -189,8 +191,10 @@ class ModelStore:
                         self._models[entry.name].entry = replace(entry, labels=self._models[entry.name].entry.labels)
                     else:
                         self._models[entry.name] = ModelState(replace(entry, labels={}))
+                        self._removed.pop(entry.name, None)
                 for state in removed:
                     del self._models[state.entry.name]
+                    self._removed[state.entry.name] = state  # GetModelStatus still reports its versions as END
             for state in removed:
                 for version_state in state.versions.values():
                     self._unload(state.entry.name, version_state)

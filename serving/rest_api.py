@@ -23,7 +23,7 @@ import urllib.parse
 import numpy as np
 from google.protobuf import json_format
 
-from serving import inference
+from serving import inference, tensors
 from serving.errors import ServingError
 from serving.grpc_service import model_metadata, model_status
 from serving.metrics import Metrics
@@ -90,20 +90,47 @@ def _bytes_of(value):
     return value.encode() if isinstance(value, str) else value
 
 
+def _json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
+
+
+def _first_leaf(value, wanted):
+    """The first scalar that is not of the wanted Python kinds (for json_tensor.cc's type error)."""
+    stack = [value]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, list):
+            stack[:0] = item
+        elif not isinstance(item, wanted) or isinstance(item, bool) and bool not in wanted:
+            return item
+    return None
+
+
 def _array(value, info) -> np.ndarray:
+    expected = tensors.dtype_name(info.dtype).removeprefix("DT_").lower()
     if info.dtype == 7:  # DT_STRING
-        decoded = _bytes_of(value)
-        array = np.array(decoded, dtype=object)
+        array = np.array(_bytes_of(value), dtype=object)
         if not all(isinstance(item, bytes) for item in array.reshape(-1)):
-            raise ServingError.invalid(f"JSON Value: {_short(value)} Type: Number is not of expected type: string")
+            bad = _first_leaf(value, (str, dict))
+            raise ServingError.invalid(f"JSON Value: {_short(bad)} Type: {_json_type(bad)} is not of expected "
+                                       f"type: {expected}")
         return array
     try:
         array = np.asarray(value)
     except ValueError:
         raise ServingError.invalid("Encountered list at unexpected size: the values do not form a regular "
                                    "tensor") from None
-    if array.dtype.kind not in "fiub":
-        raise ServingError.invalid(f"JSON Value: {_short(value)} is not of expected type: a number")
+    allowed = "b" if info.dtype == 10 else "fiu" if expected.startswith(("float", "double", "half", "bfloat")) \
+        else "iu"
+    if array.dtype.kind not in allowed:  # only then walk the values (slow) to name the first wrong one
+        kinds = (bool,) if info.dtype == 10 else (int, float) if "f" in allowed else (int,)
+        bad = _first_leaf(value, kinds)
+        raise ServingError.invalid(f"JSON Value: {_short(bad)} Type: {_json_type(bad)} is not of expected type: "
+                                   f"{expected}")
     return array
 
 
