@@ -159,3 +159,39 @@ def test_status_of_a_failed_plain_savedmodel_over_grpc(keras_export, tmp_path):
         assert "saved_model.pb is not a readable SavedModel" in entry.status.error_message
     finally:
         server.stop(1)
+
+
+def test_upstream_rest_client_on_a_single_output_model(keras_export, tmp_path):
+    """example/resnet_client.py (tests/data/upstream/resnet_client.py): on a one-output model its
+    ``np.argmax(predictions[0])`` is the class, as against TF Serving; it must print Keras' class."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import keras
+    from PIL import Image
+
+    base, _, _ = keras_export
+    served = tmp_path / "tiny"  # the client's copy asks for model 'tiny'
+    shutil.copytree(base / "1", served / "1")
+    model = keras.layers.TFSMLayer(str(base / "1"), call_endpoint="serving_default")
+    for seed in range(50):  # an image whose class is not 0, so a client printing argmax of an object (0) fails
+        pixels = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        (expected,) = model(pixels[None].astype(np.float32) / 255.0).values()
+        if int(np.argmax(expected)) != 0:
+            break
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    store = ModelStore([ModelEntry("tiny", str(served))], VersionLoader("savedmodel", 1))
+    store.start(0)
+    server = ModelServer(store, 0, 0, ServerLimits()).start()
+    try:
+        client = Path(__file__).parent / "data" / "upstream" / "resnet_client.py"
+        result = subprocess.run([sys.executable, str(client)], capture_output=True, text=True, timeout=240,
+                                env={**os.environ, "RESNET_CLIENT_REST": f"127.0.0.1:{server.rest_port}",
+                                     "RESNET_CLIENT_IMAGE": str(tmp_path / "image.png"), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    finally:
+        server.stop(1)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert int(np.argmax(expected)) != 0
+    assert result.stdout.startswith(f"Prediction class: {int(np.argmax(expected))}, avg latency: ")
