@@ -3,7 +3,7 @@
 Threading model: one I/O thread runs a selector loop over non-blocking sockets (accept, read, parse, write) and
 hands each complete request to a pool of ``num_threads`` handler threads, so a server runs at most
 ``num_threads + 1`` threads however many connections are open. An idle or trickling client holds a socket (at most
-``max_connections``; the next one gets a quick 503), never a thread, and is closed at its timeout. A connection has
+``max_connections``; when full, the connection idle longest is closed to make room, and only when every one is in use does the next get a quick 503), never a thread, and is closed at its timeout. A connection has
 at most one request at the handler; pipelined requests wait in its buffer, so responses go out in order.
 
 Bodies come with ``Content-Length`` or ``Transfer-Encoding: chunked`` (decoded here, same ``max_body_bytes``
@@ -49,7 +49,7 @@ class HttpLimits:
 
     max_body_bytes: int = 64 << 20
     num_threads: int = 16  # handler calls at once (TF Serving's --rest_api_num_threads)
-    max_connections: int = 256  # open connections; the next one gets 503 and is closed
+    max_connections: int = 256  # open connections; when full the longest-idle one is closed, or 503 if none is idle
     request_timeout_s: float = 30.0  # headers + body must arrive within this (--rest_api_timeout_in_ms)
     idle_timeout_s: float = 30.0  # a keep-alive connection with no new request is closed
     max_header_bytes: int = 64 << 10
@@ -360,7 +360,7 @@ class HttpServer:
             except OSError:  # the client is gone already
                 sock.close()
                 continue
-            if len(self._conns) >= self.limits.max_connections:
+            if len(self._conns) >= self.limits.max_connections and not self._evict_idle():
                 try:  # best effort: one small write to an empty send buffer
                     sock.send(_error(503, f"more than {self.limits.max_connections} open connections"))
                 except OSError:
@@ -370,6 +370,15 @@ class HttpServer:
             conn = _Conn(sock, deadline=time.monotonic() + self.limits.idle_timeout_s)
             self._conns.add(conn)
             self._watch(conn, selectors.EVENT_READ)
+
+    def _evict_idle(self) -> bool:
+        """Full: close the connection idle longest (no request started, nothing to send) to make room, so idle
+        sockets cannot lock new clients out; False when every connection is in use."""
+        idle = [c for c in self._conns if not (c.started or c.busy or c.request or c.out or c.lingering or c.buf)]
+        if not idle:
+            return False
+        self._close(min(idle, key=lambda c: c.deadline))  # the earliest idle deadline was idle the longest
+        return True
 
     def _read(self, conn: _Conn) -> None:
         try:

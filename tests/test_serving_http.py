@@ -241,33 +241,46 @@ def test_num_threads_bounds_concurrent_handler_calls():
     assert 0.8 < elapsed < 3.0  # three rounds of 0.3 s
 
 
-def test_idle_connections_hold_no_threads_and_are_refused_beyond_max_connections():
+def test_idle_connections_hold_no_threads_and_the_oldest_make_room_for_new_clients():
     threads_before = threading.active_count()
     num_threads, max_connections, bound = 4, 250, 4 + 1  # stated bound: num_threads handler threads + 1 I/O thread
     with serving(num_threads=num_threads, max_connections=max_connections) as server:
-        socks = [connect(server) for _ in range(300)]
+        socks = []
         try:
-            selector, refused, deadline = selectors.DefaultSelector(), [], time.monotonic() + 5
+            for _ in range(300):
+                socks.append(connect(server))
+                time.sleep(0.001)  # distinct ages
+            selector, closed, deadline = selectors.DefaultSelector(), [], time.monotonic() + 5
             for sock in socks:
                 selector.register(sock, selectors.EVENT_READ)
-            while len(refused) < 300 - max_connections and time.monotonic() < deadline:
+            while len(closed) < 300 - max_connections and time.monotonic() < deadline:
                 for key, _ in selector.select(0.2):
                     selector.unregister(key.fileobj)
-                    refused.append(parse(read_to_close(key.fileobj)))
-            time.sleep(0.2)  # any more refusals would have come by now
-            refused += [parse(read_to_close(key.fileobj)) for key, _ in selector.select(0)]
-            assert len(refused) == 300 - max_connections and all(r[0][0] == 503 for r in refused)
+                    closed.append((socks.index(key.fileobj), read_to_close(key.fileobj)))
+            time.sleep(0.2)  # any more closes would have come by now
+            closed += [(socks.index(key.fileobj), read_to_close(key.fileobj)) for key, _ in selector.select(0)]
+            # the oldest idle ones were closed, silently, to make room; nobody was refused
+            assert sorted(index for index, _ in closed) == list(range(300 - max_connections))
+            assert all(data == b"" for _, data in closed)
             assert threading.active_count() <= threads_before + bound
-            for sock in socks[:10]:
-                sock.close()
-            for _ in range(50):  # the server notices the closes on its next loop turn
-                with connect(server, b"GET /free HTTP/1.1\r\n\r\n") as sock:
-                    if (reply := read_responses(sock, 1))[0][0] == 200:
-                        break
-            assert reply[0][0] == 200
+            with connect(server, b"GET /free HTTP/1.1\r\n\r\n") as sock:
+                assert read_responses(sock, 1)[0][0] == 200  # answered at once while 250 sockets are held
             assert threading.active_count() <= threads_before + bound
         finally:
             for sock in socks:
+                sock.close()
+
+
+def test_when_every_connection_is_mid_request_a_new_one_gets_503():
+    with serving(max_connections=20, request_timeout_s=10.0) as server:
+        busy = [connect(server, b"GET /slow HTTP/1.1\r\n") for _ in range(20)]  # heads never finished
+        try:
+            time.sleep(0.3)
+            with connect(server) as extra:
+                (reply,) = parse(read_to_close(extra))
+            assert reply[0] == 503 and "more than 20 open connections" in json.loads(reply[2])["error"]
+        finally:
+            for sock in busy:
                 sock.close()
 
 
