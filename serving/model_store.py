@@ -163,15 +163,6 @@ class ModelStore:
         with self._lock:
             return sorted(self._models)
 
-    def entries(self) -> list[ModelEntry]:
-        with self._lock:
-            return [state.entry for state in self._models.values()]
-
-    def serving(self) -> list[Loadable]:
-        with self._lock:
-            return [s.servable for state in self._models.values() for s in state.versions.values()
-                    if s.servable is not None]
-
     # configuration
 
     def reconfigure(self, entries: list[ModelEntry], allow_unavailable_labels: bool = False) -> None:
@@ -184,6 +175,7 @@ class ModelStore:
         may point elsewhere), as ServerCore::UpdateModelVersionLabelMap checks.
         """
         with self._refreshing:
+            self._check_labels(entries, allow_unavailable_labels)  # before anything changes, as upstream
             with self._lock:
                 removed = [state for name, state in self._models.items() if name not in {e.name for e in entries}]
                 for entry in entries:
@@ -199,22 +191,22 @@ class ModelStore:
                 for version_state in state.versions.values():
                     self._unload(state.entry.name, version_state)
             self._refresh_locked()
-            self._apply_labels(entries, allow_unavailable_labels)
+            with self._lock:
+                for entry in entries:
+                    self._models[entry.name].entry = entry
 
-    def _apply_labels(self, entries: list[ModelEntry], allow_unavailable: bool) -> None:
+    def _check_labels(self, entries: list[ModelEntry], allow_unavailable: bool) -> None:
         with self._lock:
             for entry in entries:
-                state = self._models[entry.name]
+                state = self._models.get(entry.name)
                 for label, version in entry.labels.items():
-                    existing = state.entry.labels.get(label)
+                    existing = state.entry.labels.get(label) if state is not None else None
                     allowed = allow_unavailable and (existing is None or existing == version)
-                    current = state.versions.get(version)
+                    current = state.versions.get(version) if state is not None else None
                     if not allowed and (current is None or current.state != AVAILABLE):
                         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                            f"Request to assign label to version {version} of model {entry.name}, "
                                            "which is not currently available for inference")
-            for entry in entries:
-                self._models[entry.name].entry = entry
 
     # loading
 

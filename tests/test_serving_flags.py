@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -126,3 +129,87 @@ def exported_tiny(tiny_run, tmp_path_factory):
     export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
                             parity_images=12).validate())
     return root / "tiny"
+
+
+def _config_text(entries: list[tuple[str, str, dict[str, int]]]) -> str:
+    from serving.tfs_config import ModelEntry, VersionPolicy, models_config, to_text
+
+    return to_text(models_config([ModelEntry(name, base, VersionPolicy("all"), labels)
+                                  for name, base, labels in entries]))
+
+
+def test_model_config_file_is_polled_and_applied_live(exported_tiny, tmp_path):
+    """server.cc (--model_config_file_poll_wait_seconds: the file re-read and applied live);
+    tensorflow_model_server_test.py: testModelConfigReload (a model added to the file starts serving)."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    base = tmp_path / "tiny"
+    shutil.copytree(exported_tiny / "1", base / "1")
+    config = tmp_path / "models.config"
+    config.write_text(_config_text([("tiny", str(base), {"stable": 1})]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", f"--port={port}",
+                               f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+                               "--file_system_poll_wait_seconds=1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    log = []
+    try:
+        for line in server.stdout:
+            log.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+
+        def status(name: str):
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = name
+            return [(s.version, s.state) for s in stub.GetModelStatus(request, timeout=30).model_version_status]
+
+        config.write_text(_config_text([("tiny", str(base), {"stable": 1}), ("tiny2", str(base), {})]))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if status("tiny2") == [(1, 30)]:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+        assert status("tiny2") == [(1, 30)], "".join(log)
+        channel.close()
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def test_labels_must_name_available_versions_unless_allowed(exported_tiny):
+    """server_core.cc UpdateModelVersionLabelMap, with server_core_test.cc's cases for
+    allow_version_labels_for_unavailable_models (a new label may name a missing version; an existing one may not
+    be moved to one)."""
+    from serving.errors import ServingError
+    from serving.loader import VersionLoader
+    from serving.model_store import ModelStore
+    from serving.tfs_config import ModelEntry, VersionPolicy
+
+    store = ModelStore([ModelEntry("tiny", str(exported_tiny))], VersionLoader("onnx", 1))
+    store.start(0)
+    try:
+        entry = ModelEntry("tiny", str(exported_tiny), VersionPolicy())
+        store.reconfigure([ModelEntry(entry.name, entry.base_path, entry.policy, {"stable": 1})])
+        assert store.label_version("tiny", "stable") == 1
+        with pytest.raises(ServingError, match="Request to assign label to version 7 of model tiny, which is not "
+                                               "currently available for inference"):
+            store.reconfigure([ModelEntry(entry.name, entry.base_path, entry.policy, {"canary": 7})])
+        store.reconfigure([ModelEntry(entry.name, entry.base_path, entry.policy, {"stable": 1, "canary": 7})],
+                          allow_unavailable_labels=True)
+        assert store.label_version("tiny", "canary") == 7
+        with pytest.raises(ServingError, match="version 8 of model tiny"):  # moving an existing label: refused
+            store.reconfigure([ModelEntry(entry.name, entry.base_path, entry.policy, {"stable": 8})],
+                              allow_unavailable_labels=True)
+        assert store.label_version("tiny", "stable") == 1  # a refused reload changes nothing
+    finally:
+        store.stop()
