@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from serving.errors import ServingError
@@ -63,8 +64,8 @@ class Servable:
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of ``signature`` for checked ``inputs`` (names, dtypes and shapes match its SignatureDef)."""
         if signature not in INPUT_NAMES:
-            raise ServingError(_FAILED_PRECONDITION, f"signature {signature!r} is not one that ftx serve runs; "
-                                                     f"it runs {', '.join(INPUT_NAMES)}")
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"signature {signature!r} is not one that ftx "
+                               f"serve runs; it runs {', '.join(INPUT_NAMES)}")
         value = inputs[INPUT_NAMES[signature]]
         if signature == SIGNATURE_TENSOR:
             images = np.ascontiguousarray(value, np.float32)
@@ -88,8 +89,6 @@ class Servable:
         return np.stack([decode_image(bytes(data), self.image_size, self.limits.max_image_pixels)
                          for data in encoded])
 
-
-_FAILED_PRECONDITION = __import__("grpc").StatusCode.FAILED_PRECONDITION
 
 
 def image_from_example(serialized: bytes) -> bytes:
