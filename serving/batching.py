@@ -79,12 +79,12 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:
-            images = np.concatenate([task[0] for task in batch]) if len(batch) > 1 else batch[0][0]
-            count = len(images)
-            padded = self._padded_size(count)
-            if padded > count:
-                images = np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
             try:
+                images = np.concatenate([task[0] for task in batch]) if len(batch) > 1 else batch[0][0]
+                count = len(images)
+                padded = self._padded_size(count)
+                if padded > count:
+                    images = np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), images.dtype)])
                 outputs = self.runner(images)[:count]
             except BaseException as error:  # noqa: BLE001 - every waiting request gets the error, the worker lives
                 for _, future, _ in batch:

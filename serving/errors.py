@@ -34,7 +34,3 @@ class ServingError(Exception):
     @classmethod
     def exhausted(cls, message: str) -> "ServingError":
         return cls(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
-
-    @classmethod
-    def unavailable(cls, message: str) -> "ServingError":
-        return cls(grpc.StatusCode.UNAVAILABLE, message)

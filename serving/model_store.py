@@ -14,6 +14,7 @@ changes. Versions deleted from disk disappear.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -62,12 +63,19 @@ class ModelState:
     ignored: set[str] = field(default_factory=set)  # odd directory names already logged
 
 
-def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[int, Path]:
-    """Canonical int64-named directories under ``base_path``; other names are logged once each."""
+def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[int, Path] | None:
+    """Canonical int64-named directories under ``base_path`` (other names are logged once each), or None when
+    the base path cannot be listed: a transient error (a directory swap, NFS) must not unload what serves,
+    as FileSystemStoragePathSource refuses to emit an empty list for a missing base path."""
     try:
         children = list(base_path.iterdir())
-    except OSError:
-        return {}
+    except OSError as error:
+        if "<base path>" not in ignored:
+            ignored.add("<base path>")
+            log.warning("model %s: cannot list %s (%s); its versions stay as they are", model, base_path,
+                        error.strerror or error)
+        return None
+    ignored.discard("<base path>")
     found = {}
     for child in children:
         version = parse_version(child.name)
@@ -94,7 +102,7 @@ def fingerprint(directory: Path) -> tuple:
     """Names, sizes and mtimes of the files below ``directory``: changes when a copy makes progress."""
     entries = []
     try:
-        for path in sorted(directory.rglob("*"))[:MAX_FINGERPRINT_FILES]:
+        for path in sorted(itertools.islice(directory.rglob("*"), MAX_FINGERPRINT_FILES)):
             info = path.stat()
             entries.append((path.relative_to(directory).as_posix(), info.st_size, info.st_mtime_ns))
     except OSError as error:
@@ -175,6 +183,8 @@ class ModelStore:
         may point elsewhere), as ServerCore::UpdateModelVersionLabelMap checks.
         """
         with self._refreshing:
+            if self._stop.is_set():
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
             self._check_labels(entries, allow_unavailable_labels)  # before anything changes, as upstream
             with self._lock:
                 removed = [state for name, state in self._models.items() if name not in {e.name for e in entries}]
@@ -213,7 +223,8 @@ class ModelStore:
     def refresh(self) -> None:
         """One scan of every model's base path, then load and unload until the policy is met."""
         with self._refreshing:
-            self._refresh_locked()
+            if not self._stop.is_set():
+                self._refresh_locked()
 
     def _refresh_locked(self) -> None:
         with self._lock:
@@ -224,6 +235,8 @@ class ModelStore:
     def _refresh_model(self, state: ModelState) -> None:
         name = state.entry.name
         on_disk = version_directories(Path(state.entry.base_path), state.ignored, name)
+        if on_disk is None:
+            return
         aspired = aspired_versions(state.entry, list(on_disk))
         with self._lock:
             for version in [v for v, s in state.versions.items() if v not in on_disk and s.servable is None]:
@@ -232,14 +245,16 @@ class ModelStore:
             current = state.versions.get(version)
             if current is not None and current.state in (AVAILABLE, LOADING):
                 continue
-            print_ = fingerprint(on_disk[version])
+            contents = fingerprint(on_disk[version])
             if current is not None and current.state == END and current.error_code != grpc.StatusCode.OK \
-                    and current.fingerprint == print_:
+                    and current.fingerprint == contents:
                 continue  # failed before and nothing changed since
-            self._try_load(state, version, on_disk[version], print_)
+            if self._stop.is_set():
+                return
+            self._try_load(state, version, on_disk[version], contents)
         self._unload_unaspired(state, aspired)
 
-    def _try_load(self, state: ModelState, version: int, directory: Path, print_: tuple) -> None:
+    def _try_load(self, state: ModelState, version: int, directory: Path, contents: tuple) -> None:
         name = state.entry.name
         with self._lock:
             version_state = state.versions.setdefault(version, VersionState(version))
@@ -252,7 +267,7 @@ class ModelStore:
                         directory, message)
             with self._lock:
                 version_state.state, version_state.error_code = END, code
-                version_state.error_message, version_state.fingerprint = message, print_
+                version_state.error_message, version_state.fingerprint = message, contents
             return
         with self._lock:
             version_state.state, version_state.servable, version_state.fingerprint = AVAILABLE, servable, ()

@@ -2,34 +2,28 @@
 
 Routes are upstream's two regexes, matched on the raw path (query included,
 so ``:predict?x=1`` is malformed, as upstream). Status and metadata are the
-protobuf messages printed with proto field names and default fields;
-predict answers ``predictions`` (row) or ``outputs`` (columnar), a plain list
-when the signature has one output, objects when it has several; floats are
-printed as TF Serving prints them (``%g``, else 9 significant digits);
-``*_bytes`` outputs as ``{"b64": ...}``. Errors are ``{"error": ...}`` with
-the HTTP twin of the gRPC code.
+protobuf messages printed with proto field names and default fields; the
+JSON of tensors and examples is serving.rest_json's. Errors are
+``{"error": ...}`` with the HTTP twin of the gRPC code.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import math
 import re
 import time
 import urllib.parse
 
-import numpy as np
 from google.protobuf import json_format
 
-from serving import inference, tensors
+from serving import inference
 from serving.errors import ServingError
 from serving.grpc_service import model_metadata, model_status
 from serving.metrics import Metrics
 from serving.model_store import ModelStore
-from serving.protos import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, input_pb2,
-                            regression_pb2)
+from serving.protos import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, regression_pb2
+from serving.rest_json import examples_input, format_float, parse_json, predict_body, request_arrays
 
 log = logging.getLogger(__name__)
 JSON_TYPE = "application/json"
@@ -44,252 +38,6 @@ def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}, indent=4, ensure_ascii=False).encode()
 
 
-def _parse_json(body: bytes):
-    """rapidjson's leniency: NaN/Infinity accepted, trailing bytes after the first value ignored."""
-    text = body.decode("utf-8", "replace").lstrip()
-    if not text:
-        raise ServingError.invalid("JSON Parse error: The document is empty")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text)
-    except json.JSONDecodeError as error:
-        raise ServingError.invalid(f"JSON Parse error: {error.msg}. at offset: {error.pos}") from None
-    except RecursionError:
-        raise ServingError.invalid("JSON Parse error: nested too deeply") from None
-    if not isinstance(value, dict):
-        raise ServingError.invalid(f"JSON Value: {_short(value)} Is not object")
-    name = value.get("signature_name", "")
-    if not isinstance(name, str):
-        raise ServingError.invalid(f"JSON Value: {_short(value)} not formatted correctly. 'signature_name' key "
-                                   "must be a string value.")
-    return value
-
-
-def _short(value) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
-        text = "<value>"
-    return text if len(text) <= 256 else text[:256]
-
-
-def _is_b64(value) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
-
-
-def _bytes_of(value):
-    """b64 objects and strings -> bytes, through nested lists; other values are left for the dtype check."""
-    if _is_b64(value):
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except ValueError:
-            raise ServingError.invalid("Unable to base64 decode") from None
-    if isinstance(value, dict):
-        raise ServingError.invalid(f"JSON Value: {_short(value)} not formatted correctly for base64 data")
-    if isinstance(value, list):
-        return [_bytes_of(item) for item in value]
-    return value.encode() if isinstance(value, str) else value
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "Null"
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
-
-
-def _first_leaf(value, wanted):
-    """The first scalar that is not of the wanted Python kinds (for json_tensor.cc's type error)."""
-    stack = [value]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, list):
-            stack[:0] = item
-        elif not isinstance(item, wanted) or isinstance(item, bool) and bool not in wanted:
-            return item
-    return None
-
-
-def _array(value, info) -> np.ndarray:
-    expected = tensors.dtype_name(info.dtype).removeprefix("DT_").lower()
-    if info.dtype == 7:  # DT_STRING
-        array = np.array(_bytes_of(value), dtype=object)
-        if not all(isinstance(item, bytes) for item in array.reshape(-1)):
-            bad = _first_leaf(value, (str, dict))
-            raise ServingError.invalid(f"JSON Value: {_short(bad)} Type: {_json_type(bad)} is not of expected "
-                                       f"type: {expected}")
-        return array
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        raise ServingError.invalid("Encountered list at unexpected size: the values do not form a regular "
-                                   "tensor") from None
-    allowed = "b" if info.dtype == 10 else "fiu" if expected.startswith(("float", "double", "half", "bfloat")) \
-        else "iu"
-    if array.dtype.kind not in allowed:  # only then walk the values (slow) to name the first wrong one
-        kinds = (bool,) if info.dtype == 10 else (int, float) if "f" in allowed else (int,)
-        bad = _first_leaf(value, kinds)
-        raise ServingError.invalid(f"JSON Value: {_short(bad)} Type: {_json_type(bad)} is not of expected type: "
-                                   f"{expected}")
-    return array
-
-
-def request_arrays(request: dict, signature) -> dict[str, np.ndarray]:
-    """json_tensor.cc's FillPredictRequestFromJson: row (``instances``) or columnar (``inputs``) format."""
-    if "instances" in request and "inputs" in request:
-        raise ServingError.invalid(f"JSON Value: {_short(request)} Not formatted correctly expecting only one of "
-                                   "'inputs' or 'instances' keys to exist ")
-    names = sorted(signature.inputs)
-    if "instances" in request:
-        rows = request["instances"]
-        if not isinstance(rows, list):
-            raise ServingError.invalid(f"JSON Value: {_short(rows)} Expecting 'instances' to be an list/array")
-        if not rows:
-            raise ServingError.invalid(f"JSON Value: {_short(rows)} No values in 'instances' array")
-        if isinstance(rows[0], dict) and not _is_b64(rows[0]):
-            columns: dict[str, list] = {name: [] for name in names}
-            for index, row in enumerate(rows):
-                if not isinstance(row, dict) or _is_b64(row):
-                    raise ServingError.invalid(f"Expecting object but got list at item {index} of input list")
-                if set(row) != set(names):
-                    raise ServingError.invalid(f"Failed to process element: {index} of 'instances' list. JSON "
-                                               f"object: {_short(row)} keys must be equal to: {','.join(names)}")
-                for name in names:
-                    columns[name].append(row[name])
-            return {name: _array(columns[name], signature.inputs[name]) for name in names}
-        if len(names) > 1:
-            raise ServingError.invalid("instances is a plain list, but expecting list of objects as multiple input "
-                                       "tensors required as per tensorinfo_map")
-        return {names[0]: _array(rows, signature.inputs[names[0]])}
-    if "inputs" not in request:
-        raise ServingError.invalid("Missing 'inputs' or 'instances' key")
-    columns = request["inputs"]
-    if not isinstance(columns, dict) or _is_b64(columns):
-        if len(names) > 1:
-            raise ServingError.invalid("inputs is a plain value/list, but expecting an object as multiple input "
-                                       "tensors required as per tensorinfo_map")
-        return {names[0]: _array(columns, signature.inputs[names[0]])}
-    for name in names:
-        if name not in columns:
-            raise ServingError.invalid(f"Missing named input: {name} in 'inputs' object.")
-    return {name: _array(columns[name], signature.inputs[name]) for name in names}  # extra keys ignored
-
-
-def format_float(value: float, double: bool = False) -> str:
-    """json_tensor.cc's WriteDecimal: %g, else %.9g (float) / %.17g (double); ``.0`` on whole numbers."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    text = f"{value:g}"
-    if (float(text) if double else np.float32(text)) != value:
-        text = f"{value:.17g}" if double else f"{value:.9g}"
-    return text if "." in text or "e" in text else text + ".0"
-
-
-def to_json(value, alias: str = "") -> str:
-    """Compact JSON of output values, with TF Serving's float and bytes printing."""
-    if isinstance(value, np.ndarray):
-        if value.ndim == 0:
-            return to_json(value.item() if value.dtype != object else value.reshape(1)[0], alias)
-        if value.dtype.kind == "f":
-            double = value.dtype == np.float64
-            if value.ndim == 1:
-                return "[" + ", ".join(format_float(float(v), double) for v in value.tolist()) + "]"
-        return "[" + ", ".join(to_json(item, alias) for item in value) + "]"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(to_json(item, alias) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)}: {to_json(v, k)}" for k, v in value.items()) + "}"
-    if isinstance(value, bytes):
-        if alias.endswith("_bytes"):
-            return json.dumps({"b64": base64.b64encode(value).decode()})
-        return json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        return format_float(float(value), isinstance(value, (float, np.float64)))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return json.dumps(value, ensure_ascii=False)
-
-
-def predict_body(outputs: dict[str, np.ndarray], row_format: bool) -> str:
-    if not outputs:
-        raise ServingError.invalid("Cannot convert empty tensor map to JSON")
-    if not row_format:
-        inner = to_json(next(iter(outputs.values())), next(iter(outputs))) if len(outputs) == 1 else to_json(outputs)
-        return '{\n    "outputs": ' + inner + "\n}"
-    batch = None
-    for alias, value in outputs.items():
-        if value.ndim == 0:
-            raise ServingError.invalid(f"Tensor name: {alias} has no shape information ")
-        if batch is not None and value.shape[0] != batch:
-            raise ServingError.invalid(f"Tensor name: {alias} has inconsistent batch size: {value.shape[0]} "
-                                       f"expecting: {batch}")
-        batch = value.shape[0]
-    if len(outputs) == 1:
-        ((alias, value),) = outputs.items()
-        rows = [to_json(item, alias) for item in value]
-    else:
-        rows = ["{" + ", ".join(f"{json.dumps(k)}: {to_json(v[i], k)}" for k, v in outputs.items()) + "}"
-                for i in range(batch)]
-    return '{\n    "predictions": [' + ", ".join(rows) + "\n    ]\n}"
-
-
-def _feature(name: str, value, feature) -> None:
-    """json_tensor.cc's example parsing: strings/b64 -> bytes, bools and integers -> int64, fractions -> float."""
-    items = value if isinstance(value, list) else [value]
-    kind = None
-    for item in items:
-        if isinstance(item, str) or _is_b64(item):
-            this, data = "bytes", _bytes_of(item)
-        elif isinstance(item, bool):
-            this, data = "int64", int(item)
-        elif isinstance(item, int):
-            if item > INT64_MAX:
-                raise ServingError.invalid(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
-            this, data = "int64", item
-        elif isinstance(item, float):
-            this, data = "float", item
-        else:
-            json_type = "Null" if item is None else "Array" if isinstance(item, list) else "Object"
-            raise ServingError.invalid(f"Feature: {name} has element with unexpected JSON type: {json_type}")
-        if kind is not None and this != kind:
-            raise ServingError.invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
-        kind = this
-        getattr(feature, f"{this}_list").value.append(data)
-
-
-def _example(value, target) -> None:
-    if not isinstance(value, dict):
-        json_type = "Array" if isinstance(value, list) else type(value).__name__
-        raise ServingError.invalid(f"Example must be JSON object but got JSON {json_type}")
-    for name, feature_value in value.items():
-        _feature(name, feature_value, target.features.feature[name])
-
-
-def examples_input(request: dict, method: str):
-    """A JSON classify/regress body -> the Input message gRPC would carry (context -> example_list_with_context)."""
-    examples = request.get("examples")
-    if examples is None:
-        raise ServingError.invalid(f"JSON Value: {_short(request)} When method is {method}, key 'examples' is "
-                                   "expected and was not found")
-    if not isinstance(examples, list):
-        raise ServingError.invalid(f"JSON Value: {_short(examples)} Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise ServingError.invalid(f"JSON Value: {_short(examples)} 'examples' value is an empty array")
-    message = input_pb2.Input()
-    if "context" in request:
-        target = message.example_list_with_context
-        _example(request["context"], target.context)
-    else:
-        target = message.example_list
-    for value in examples:
-        _example(value, target.examples.add())
-    return message
-
-
 class RestApi:
     """The request logic, separate from the HTTP plumbing (serving.http_server) so it can be called directly."""
 
@@ -300,24 +48,27 @@ class RestApi:
         path = target.split("?", 1)[0]
         if self.metrics_path and path == self.metrics_path and self.metrics is not None:
             if target != path:
-                return 400, "text/plain", f"Unexpected path: {target}. Should be {self.metrics_path}".encode()
+                return 400, "text/plain", f"Unexpected path: {target[:200]}. Should be {self.metrics_path}".encode()
             return 200, "text/plain", self.metrics.exposition().encode()
         if not re.fullmatch(r"(?i)/v1/.*", target):
             return 404, "text/plain", b"Not Found"
-        started, outcome, model, api = time.perf_counter(), "OK", "", ""
+        started, outcome = time.perf_counter(), "OK"
+        route = (POST_ROUTE if method == "POST" else GET_ROUTE).fullmatch(target)
+        model = urllib.parse.unquote(route[1] or "") if route else ""  # errors count under the model asked for
+        api = route[4] if route and method == "POST" else ""
         try:
-            status, text, model, api = self.handle(method, target, body)
+            status, text = self.handle(method, target, body)
         except ServingError as error:
             status, text, outcome = error.http_status, _error_body(error.message).decode(), error.code.name
         except Exception as error:  # noqa: BLE001 - the server outlives any one request
-            log.exception("REST %s %s failed", method, target)
+            log.exception("REST %s %s failed", method, target[:200])
             status, text, outcome = 500, _error_body(f"{type(error).__name__}: {error}").decode(), "INTERNAL"
         if self.metrics is not None:
             self.metrics.record(model, api, "REST", outcome, time.perf_counter() - started)
         return status, JSON_TYPE, text.encode()
 
-    def handle(self, method: str, target: str, body: bytes) -> tuple[int, str, str, str]:
-        """(HTTP status, JSON text, model name, API) for one request; raises ServingError."""
+    def handle(self, method: str, target: str, body: bytes) -> tuple[int, str]:
+        """(HTTP status, JSON text) for one request; raises ServingError."""
         route = POST_ROUTE.fullmatch(target) if method == "POST" else \
             GET_ROUTE.fullmatch(target) if method == "GET" else None
         if route is None:
@@ -333,16 +84,16 @@ class RestApi:
             if not name:
                 raise ServingError.invalid("Missing model name in request.")
             if route[4] == "metadata":
-                return 200, self._metadata(name, version, label), name, ""
-            return 200, self._status(name, version), name, ""
+                return 200, self._metadata(name, version, label)
+            return 200, self._status(name, version)
         api = route[4]
         if api not in ("predict", "classify", "regress"):  # the regex ignores case, the dispatch does not
             raise ServingError.invalid(f"Malformed request: {method} {target}")
-        request = _parse_json(body)
+        request = parse_json(body)
         servable = self.store.get(name, version, label)
         if api == "predict":
-            return 200, self._predict(servable, request), name, api
-        return 200, self._examples(servable, name, api, request), name, api
+            return 200, self._predict(servable, request)
+        return 200, self._examples(servable, name, api, request)
 
     def _status(self, name: str, version: int | None) -> str:
         request = get_model_status_pb2.GetModelStatusRequest()

@@ -50,7 +50,8 @@ class SavedModelServable:
                 for alias, tensor in outputs.items()}
 
     def close(self) -> None:
-        self.functions.clear()
+        """Nothing to release eagerly: a request that took this version just before it was unloaded still
+        runs; TensorFlow frees the model when the last reference goes."""
 
 
 def load_saved_model(name: str, version: int, version_dir: Path, threads: int | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import grpc
 import numpy as np
 
 from serving.errors import ServingError
-from serving.signature_defs import read_signature_defs
+from serving.signature_defs import SIGNATURE_DEFS_FILE, read_signature_defs
 
 SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_EXAMPLES, SIGNATURE_CLASSIFY = (
     "serving_default", "serving_bytes", "serving_examples", "classify")
@@ -36,6 +37,7 @@ MANIFEST_FILE, LABELS_FILE = "export_manifest.json", "labels.txt"
 MAX_MANIFEST_BYTES = 16 << 20
 
 Runner = Callable[[np.ndarray], np.ndarray]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,18 @@ def read_manifest(version_dir: Path) -> dict:
     return manifest
 
 
-def verify_files(version_dir: Path, manifest: dict, needed: tuple[str, ...]) -> None:
-    """Every manifest file under ``needed`` (paths or directories) exists with its listed size and sha256."""
-    entries = [e for e in manifest["files"] if isinstance(e, dict) and any(
-        str(e.get("path")) == part or str(e.get("path")).startswith(part + "/") for part in needed)]
+def verify_files(version_dir: Path, manifest: dict, needed: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
+    """Every manifest file under ``needed`` (which must be listed) and ``also`` (when listed) exists with its
+    listed size and sha256; entries that would lead outside the version directory are refused."""
+    root = version_dir.resolve()
+    entries = []
+    for entry in manifest["files"]:
+        relative = str(entry.get("path")) if isinstance(entry, dict) else ""
+        if any(relative == part or relative.startswith(part + "/") for part in needed + also):
+            if relative.startswith("/") or ".." in relative.split("/") or \
+                    not (root / relative).resolve().is_relative_to(root):
+                raise ServingError.invalid(f"{version_dir / MANIFEST_FILE} lists {relative!r}, outside the version")
+            entries.append(entry)
     listed = {str(e["path"]).split("/")[0] for e in entries}
     missing_parts = [part for part in needed if part not in listed]
     if missing_parts:
@@ -211,8 +221,8 @@ def configure_tensorflow_threads(intra: int | None, inter: int | None = None) ->
         if value:
             try:
                 setter(value)
-            except RuntimeError:
-                pass
+            except RuntimeError:  # TensorFlow is initialised already
+                log.info("TensorFlow's thread pools are set already; %d threads not applied", value)
 
 
 def load_servable(name: str, version: int, version_dir: Path, backend: str, threads: int | None = None,
@@ -222,7 +232,7 @@ def load_servable(name: str, version: int, version_dir: Path, backend: str, thre
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     manifest = read_manifest(version_dir)
     needed = (BACKENDS["onnx"],) if backend == "onnx" else (BACKENDS["savedmodel"], "variables")
-    verify_files(version_dir, manifest, needed)
+    verify_files(version_dir, manifest, needed, also=(LABELS_FILE, SIGNATURE_DEFS_FILE, "assets.extra"))
     signature_defs = dict(read_signature_defs(version_dir).signature_def)
     classes, image_size = _output_classes(signature_defs)
     class_names = read_labels(version_dir, manifest, classes)

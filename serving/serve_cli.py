@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -81,9 +82,9 @@ def runtime_threads(args: argparse.Namespace) -> int | None:
     return intra or session or args.intra_op_threads or None
 
 
-def _watch_config(path: str, seconds: int, apply, stopping: threading.Event) -> None:
-    """--model_config_file_poll_wait_seconds: re-read the file and apply it when it changed; errors are logged."""
-    last = Path(path).read_text(encoding="utf-8")
+def _watch_config(path: str, seconds: int, apply, stopping: threading.Event, last: str) -> None:
+    """--model_config_file_poll_wait_seconds: re-read the file and apply it when it differs from ``last`` (the
+    text the server started with, so an edit made while the first versions loaded is not missed)."""
     while not stopping.wait(seconds):
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -92,7 +93,8 @@ def _watch_config(path: str, seconds: int, apply, stopping: threading.Event) -> 
                 last = text
                 log.info("applied the changed %s", path)
         except Exception as error:  # noqa: BLE001 - a bad edit must not stop the server
-            log.error("Failed to reload %s: %s", path, error)
+            log.error("Failed to reload %s: %s", path, getattr(error, "message", error))
+            last = text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,18 +104,20 @@ def run(args: argparse.Namespace) -> int:
     from serving.errors import ServingError
     from serving.loader import VersionLoader
     from serving.model_store import ModelStore
+    from serving.reload import apply_model_config
     from serving.servable import InputLimits
     from serving.server import ModelServer, ServerLimits
 
     report_no_effect(args)
     try:
+        config_text = Path(args.model_config_file).read_text(encoding="utf-8") if args.model_config_file else ""
         entries = entries_from_args(args)
         batching = batching_settings(args)
         threads = runtime_threads(args)
         monitoring = read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None
         ssl = read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None
         channel_args = channel_arguments(args.grpc_channel_arguments)
-    except (ServingConfigError, ValueError) as error:
+    except (ServingConfigError, ValueError, OSError) as error:
         print(f"ftx serve: {error}", file=sys.stderr)
         return 2
     rest_port = args.rest_api_port or None
@@ -135,20 +139,24 @@ def run(args: argparse.Namespace) -> int:
     allow_labels = args.allow_version_labels_for_unavailable_models
 
     def apply(config) -> None:
-        store.reconfigure(model_entries(config), allow_labels)
+        apply_model_config(store, config, allow_labels)
 
     from serving.http_server import HttpLimits
 
-    limits = ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_max_threads,
-                          rest=HttpLimits(num_threads=args.rest_api_num_threads,
-                                          request_timeout_s=args.rest_api_timeout_in_ms / 1000),
+    default = HttpLimits()
+    limits = ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes,
+                          grpc_threads=args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1),
+                          rest=HttpLimits(num_threads=args.rest_api_num_threads if args.rest_api_num_threads > 0
+                                          else default.num_threads,
+                                          request_timeout_s=args.rest_api_timeout_in_ms / 1000
+                                          if args.rest_api_timeout_in_ms > 0 else default.request_timeout_s),
                           grpc_socket_path=args.grpc_socket_path, grpc_channel_arguments=channel_args,
                           tensor_content=args.enable_serialization_as_tensor_content)
     try:
         store.reconfigure(entries, allow_labels)  # labels as TF Serving checks them: on versions now serving
         server = ModelServer(store, args.port, rest_port, limits, metrics_path=metrics_path, ssl=ssl,
                              reload=apply).start()
-    except (OSError, ServingError, ServingConfigError) as error:
+    except (OSError, RuntimeError, ServingError, ServingConfigError) as error:
         store.stop()
         print(f"ftx serve: {getattr(error, 'message', error)}", file=sys.stderr)
         return 2
@@ -160,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         threading.Thread(target=_watch_config, args=(args.model_config_file, args.model_config_file_poll_wait_seconds,
-                                                     apply, stopping), name="ftx-config-poller", daemon=True).start()
+                                                     apply, stopping, config_text), name="ftx-config-poller",
+                         daemon=True).start()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     stopping.wait()

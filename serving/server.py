@@ -49,26 +49,35 @@ class ModelServer:
         self.grpc_port = 0
         if grpc_port != 0 or not limits.grpc_socket_path:
             self.grpc_port = self._add_port(f"{_host(limits.host)}:{grpc_port}", ssl)
-            if self.grpc_port == 0:
-                raise OSError(f"cannot bind gRPC to {limits.host}:{grpc_port} (in use?)")
-        if limits.grpc_socket_path and self._add_port(f"unix:{limits.grpc_socket_path}", ssl) == 0:
-            raise OSError(f"cannot listen on the Unix socket {limits.grpc_socket_path}")
+        if limits.grpc_socket_path:
+            self._add_port(f"unix:{limits.grpc_socket_path}", ssl)
         self.http: HttpServer | None = None
         self.rest_port = None
         if rest_port is not None:
             self.rest_api = RestApi(store, self.metrics, metrics_path)
-            self.http = HttpServer(self.rest_api, limits.host, rest_port,
-                                   HttpLimits(**{**vars(limits.rest), "max_body_bytes": limits.max_request_bytes}))
+            try:
+                self.http = HttpServer(self.rest_api, limits.host, rest_port,
+                                       HttpLimits(**{**vars(limits.rest), "max_body_bytes": limits.max_request_bytes}))
+            except (OSError, ValueError):
+                self.grpc.stop(0)  # bound but never started: free its port
+                raise
             self.rest_port = self.http.port
 
     def _add_port(self, address: str, ssl) -> int:
-        if ssl is None:
-            return self.grpc.add_insecure_port(address)
-        # an SSLConfig message, as TF Serving's --ssl_config_file: gRPC over TLS, REST stays plain
-        credentials = grpc.ssl_server_credentials(
-            [(ssl.server_key.encode(), ssl.server_cert.encode())],
-            root_certificates=ssl.custom_ca.encode() or None, require_client_auth=ssl.client_verify)
-        return self.grpc.add_secure_port(address, credentials)
+        """Bind ``address``; OSError when it cannot be (grpcio raises RuntimeError or returns 0)."""
+        try:
+            if ssl is None:
+                port = self.grpc.add_insecure_port(address)
+            else:  # an SSLConfig message, as TF Serving's --ssl_config_file: gRPC over TLS, REST stays plain
+                credentials = grpc.ssl_server_credentials(
+                    [(ssl.server_key.encode(), ssl.server_cert.encode())],
+                    root_certificates=ssl.custom_ca.encode() or None, require_client_auth=ssl.client_verify)
+                port = self.grpc.add_secure_port(address, credentials)
+        except RuntimeError as error:
+            raise OSError(f"cannot listen for gRPC on {address} (in use?): {error}") from None
+        if port == 0 and not address.startswith("unix:"):
+            raise OSError(f"cannot listen for gRPC on {address} (in use?)")
+        return port
 
     def start(self) -> "ModelServer":
         self.grpc.start()

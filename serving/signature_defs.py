@@ -55,8 +55,3 @@ def read_signature_defs(version_dir: Path):
                 signature_map.signature_def[name].CopyFrom(signature)
             return signature_map
     raise ServingError.invalid(f"{saved} has no MetaGraph tagged {SERVE_TAG!r}")
-
-
-def signature_defs_bytes(saved_model_dir: Path) -> bytes:
-    """What ``ftx export`` writes as ``signature_defs.pb``: the SavedModel's own map, serialized."""
-    return read_signature_defs(saved_model_dir).SerializeToString(deterministic=True)

@@ -42,8 +42,9 @@ from export.samples import load_samples
 from export.savedmodel import load_keras_model
 from serving.loader import VersionLoader
 from serving.model_store import ModelStore
+from serving.reload import apply_model_config
 from serving.server import ModelServer, ServerLimits
-from serving.tfs_config import ModelEntry, VersionPolicy, model_entries
+from serving.tfs_config import ModelEntry, VersionPolicy
 
 BACKENDS = ("onnx", "savedmodel")
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -84,7 +85,7 @@ def start_server(base: Path, backend: str, limits: ServerLimits | None = None, l
     store.start(0)
     store.reconfigure([ModelEntry("tiny", str(base), policy, labels or {})])
     return ModelServer(store, 0, 0, limits or ServerLimits(), metrics_path=METRICS_PATH,
-                       reload=lambda config: store.reconfigure(model_entries(config))).start()
+                       reload=lambda config: apply_model_config(store, config)).start()
 
 
 class Endpoint:
@@ -495,6 +496,34 @@ def test_reload_config_adds_and_removes_a_model_live(exported, tmp_path):
         endpoint.close()
 
 
+def test_reload_config_errors_as_server_core(exported, tmp_path):
+    """model_servers/server_core.cc: ValidateModelConfigList (names once, absolute base paths) and
+    WaitUntilModelsAvailable (a new model that does not load: UNKNOWN with its versions and errors); a refused
+    reload leaves the server serving what it served."""
+    broken = tmp_path / "broken"
+    shutil.copytree(exported.base, broken)
+    (broken / "1" / "model.onnx").write_bytes(b"garbage")
+    endpoint = Endpoint(start_server(exported.base, "onnx"))
+    try:
+        reload = endpoint.models.HandleReloadConfigRequest
+        twice = model_management_pb2.ReloadConfigRequest(config=_server_config(("tiny", exported.base),
+                                                                               ("tiny", exported.base)))
+        assert rpc_error(reload, twice) == ("INVALID_ARGUMENT",
+                                            "Illegal to list model tiny multiple times in config list")
+        relative = model_management_pb2.ReloadConfigRequest(config=_server_config(("tiny", Path("models/tiny"))))
+        assert rpc_error(reload, relative) == (
+            "INVALID_ARGUMENT", "Expected model tiny to have an absolute path or URI; got base_path()=models/tiny")
+        failing = model_management_pb2.ReloadConfigRequest(config=_server_config(("tiny", exported.base),
+                                                                                 ("bad", broken)))
+        code, message = rpc_error(reload, failing)
+        assert code == "UNKNOWN" and message.startswith(
+            "1 model(s) did not become available: {{{name: bad version: 1} due to error: INVALID_ARGUMENT: ")
+        assert "model.onnx" in message and message.endswith("}, }")
+        assert endpoint.prediction.Predict(predict_request(exported.images[:1]), timeout=60).model_spec.name == "tiny"
+    finally:
+        endpoint.close()
+
+
 def test_reload_config_refuses_a_custom_model_config(endpoints):
     """model_servers/model_service_impl.cc HandleReloadConfigRequest (the default: case)."""
     config = model_server_config_pb2.ModelServerConfig()
@@ -619,6 +648,14 @@ def test_rest_errors(endpoints, method, path, body, status, message):
         assert "'signature_name' key must be a string value." in got_message
     else:
         assert "not of expected type: float" in got_message
+
+
+def test_rest_an_integer_of_5000_digits_is_a_400_not_a_500(endpoints):
+    """Python's int parser refuses more than 4300 digits; upstream's rapidjson would read it as a double. Either
+    way it is the client's input: 400 with a JSON parse error, never a 500 and a traceback in the log."""
+    status, message = http_error("POST", endpoints().rest + "/v1/models/tiny:predict",
+                                 b'{"instances": [' + b"1" * 5000 + b"]}")
+    assert status == 400 and message.startswith("JSON Parse error: "), message
 
 
 def test_rest_version_beyond_int64_is_400(endpoints):

@@ -303,6 +303,21 @@ def test_rest_json_nested_100000_levels_is_a_400_not_a_500(server, exported):
     rest_predict(server, exported)
 
 
+def test_rest_a_string_among_millions_of_numbers_is_refused_in_linear_time_unallocated(server, exported):
+    """A numeric input with one long string at the end: numpy would make an N x 500-character array of it, and a
+    naive search for the bad value is quadratic; the server must answer at once and allocate nothing like it."""
+    count = 2_000_000
+    body = b'{"instances": [' + b"0," * count + b'"' + b"x" * 500 + b'"]}'
+    head = (f"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with server.peak_growth(f"REST {count} numbers and a string") as growth:
+        status, answer, _, seconds = raw_http(server, head + body, timeout=60)
+    assert status == 400 and "is not of expected type: float" in json.loads(answer)["error"], answer[:300]
+    assert seconds < 20, seconds  # quadratic would be hours
+    assert growth.mb < 400, growth  # the parsed JSON list itself is ~16 MB + ints; a '<U500' array would be 4 GB
+    check_serves(server, exported)
+
+
 @pytest.mark.parametrize("method, path", [
     ("POST", "/v1/models/tiny/versions/99999999999999999999:predict"),
     ("POST", "/v1/models/tiny/versions/9223372036854775808:classify"),  # int64 max + 1

@@ -331,6 +331,51 @@ def test_c_deleting_the_serving_version_2_under_policy_all_falls_back_to_1(expor
     assert forgotten.details() == "Could not find version 2 of model tiny"
 
 
+def test_e_a_base_path_that_vanishes_for_a_while_keeps_its_versions_serving(exported, tmp_path):
+    """file_system_storage_path_source.cc: a base path that cannot be listed is an error of that poll, not an
+    empty list of versions, so a directory swap (mv away, mv back) or a flaky mount unloads nothing."""
+    good, images, expected = exported
+    base = tmp_path / "tiny"
+    shutil.copytree(good, base / "1")
+    server = start_server(base)
+    try:
+        with PredictLoad(server.grpc_port, images, expected) as load:
+            time.sleep(0.3)
+            base.rename(tmp_path / "away")
+            time.sleep(10 * POLL_S)  # ten polls without a base path
+            assert states(server.grpc_port) == [(1, AVAILABLE)]
+            (tmp_path / "away").rename(base)
+            time.sleep(5 * POLL_S)
+        assert states(server.grpc_port) == [(1, AVAILABLE)]
+    finally:
+        server.stop(1)
+    summary = load.summary("e) base path moved away and back")
+    print(summary)
+    assert load.failures == [] and load.versions() == {1}, summary
+
+
+def test_f_a_manifest_naming_files_outside_its_version_is_refused(exported, tmp_path):
+    """A manifest is data from disk: an entry like ``assets.extra/../../x`` must not make the loader hash (and
+    report the size of) files outside the version directory."""
+    import json
+
+    good, _, _ = exported
+    base = tmp_path / "tiny"
+    shutil.copytree(good, base / "1")
+    (tmp_path / "secret").write_bytes(b"x" * 123)
+    manifest_path = base / "1" / "export_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"].append({"path": "assets.extra/../../../secret", "bytes": 123, "sha256": "0" * 64})
+    manifest_path.write_text(json.dumps(manifest))
+    server = start_server(base)
+    try:
+        ((version, state, code, message),) = model_status(server.grpc_port)
+    finally:
+        server.stop(1)
+    assert (version, state, code) == (1, END, grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert "outside the version" in message and "123" not in message.split("lists")[1]
+
+
 ODD_AT_START = ("²", "99999999999999999999", "abc", "007", ".3.x.partial", "4.not_blessed")
 ODD_WHILE_POLLING = ("²²", "9223372036854775808", "1e3", " 5", "+6", "-7", "١٢")  # int64 max + 1, Arabic digits
 
