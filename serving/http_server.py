@@ -14,12 +14,10 @@ reads the status rather than a reset.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
 import queue
-import re
 import selectors
 import socket
 import threading
@@ -27,20 +25,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
+
+from serving.http_parsing import JSON, HttpError, Request, error_response, parse_head, read_chunked, response
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, str, Mapping[str, str], bytes], tuple[int, str, bytes]]
-JSON = "application/json"
 BACKLOG = 512  # the stdlib's 5 resets connections under a burst of clients
 READ_BYTES = 1 << 16
 SWEEP_S = 0.1  # how often deadlines are checked: the precision of every timeout
 LINGER_S, LINGER_BYTES = 2.0, 64 << 20  # how long and how much a closing connection is drained
-REASONS = {status.value: status.phrase for status in HTTPStatus}
-TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-REQUEST_LINE = re.compile(rf"({TOKEN.pattern}) (\S+) HTTP/(\d)\.(\d)")
-HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -61,34 +55,12 @@ class HttpLimits:
                 raise ValueError(f"HttpLimits.{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
 
 
-class _HttpError(Exception):
-    """A request the server answers itself, then closes the connection."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(eq=False)
-class _Request:
-    method: str
-    target: str
-    headers: dict[str, str]
-    keep_alive: bool
-    length: int | None  # None: chunked
-    expect_continue: bool
-    body: bytearray = field(default_factory=bytearray)
-    chunk_state: str = "size"  # size -> data -> crlf -> size ... -> trailer
-    chunk_left: int = 0
-    trailer_bytes: int = 0
-
-
 @dataclass(eq=False)
 class _Conn:
     sock: socket.socket
     deadline: float
     buf: bytearray = field(default_factory=bytearray)
-    request: _Request | None = None  # head parsed, body still arriving
+    request: Request | None = None  # head parsed, body still arriving
     started: bool = False  # bytes of the next request have arrived: request_timeout_s runs, not idle_timeout_s
     busy: bool = False  # a request is at the handler
     keep_alive: bool = True
@@ -101,93 +73,7 @@ class _Conn:
     closed: bool = False
 
 
-def _response(status: int, content_type: str, body: bytes, close: bool, head_only: bool = False) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}", f"Date: {email.utils.formatdate(usegmt=True)}",
-             "Server: ftx-serve", f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
-    head = ("\r\n".join(lines + ["Connection: close"] * close) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
-
-
-def _error(status: int, message: str) -> bytes:
-    return _response(status, JSON, json.dumps({"error": message}).encode(), close=True)
-
-
-
-def _parse_head(head: str, max_body_bytes: int) -> _Request:
-    """Request line and headers -> a _Request whose body framing is checked before a byte of it is read."""
-    request_line, *lines = head.split("\r\n")
-    match = REQUEST_LINE.fullmatch(request_line)
-    if not match:
-        raise _HttpError(400, f"malformed request line {request_line[:100]!r}")
-    if match[3] != "1":
-        raise _HttpError(505, f"HTTP version {match[3]}.{match[4]} is not supported (only 1.x)")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not TOKEN.fullmatch(name):
-            raise _HttpError(400, f"malformed header line {line[:100]!r}")
-        name, value = name.lower(), value.strip(" \t")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    connection = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-    keep_alive = match[4] != "0" and "close" not in connection  # HTTP/1.0 always closes
-    coding, length_text, length = headers.get("transfer-encoding"), headers.get("content-length"), 0
-    if coding is not None:
-        if length_text is not None:
-            raise _HttpError(400, "a request must not carry both Content-Length and Transfer-Encoding")
-        if coding.lower() != "chunked":
-            raise _HttpError(501, f"Transfer-Encoding {coding!r} is not supported (only chunked)")
-        length = None
-    elif length_text is not None:
-        if not (length_text.isascii() and length_text.isdigit()):
-            raise _HttpError(400, f"invalid Content-Length {length_text[:40]!r}")
-        length = int(length_text) if len(length_text) <= 18 else math.inf
-        if length > max_body_bytes:
-            raise _HttpError(413, f"request body of {length_text[:40]} bytes is larger than the limit of "
-                                  f"{max_body_bytes} bytes")
-    expect_continue = headers.get("expect", "").lower() == "100-continue" and match[4] != "0" and length != 0
-    return _Request(match[1], match[2], headers, keep_alive, length, expect_continue)
-
-
-def _read_chunked(request: _Request, buf: bytearray, limits: HttpLimits) -> bool:
-    """Moves decoded chunks from ``buf`` into the body; True once the last chunk and its trailers are in."""
-    while True:
-        if request.chunk_state == "data":
-            taken = min(request.chunk_left, len(buf))
-            request.body += buf[:taken]
-            del buf[:taken]
-            request.chunk_left -= taken
-            if request.chunk_left:
-                return False
-            request.chunk_state = "crlf"
-        end = buf.find(b"\r\n")
-        if end < 0:
-            if len(buf) > limits.max_header_bytes:
-                raise _HttpError(431, f"chunk line longer than the limit of {limits.max_header_bytes} bytes")
-            return False
-        line = bytes(buf[:end])
-        del buf[:end + 2]
-        if request.chunk_state == "crlf":
-            if line:
-                raise _HttpError(400, "chunk data is not followed by CRLF")
-            request.chunk_state = "size"
-        elif request.chunk_state == "trailer":
-            request.trailer_bytes += len(line) + 2
-            if not line:
-                return True
-            if request.trailer_bytes > limits.max_header_bytes:
-                raise _HttpError(431, f"trailers are larger than the limit of {limits.max_header_bytes} bytes")
-        else:
-            size = line.split(b";")[0].strip()
-            if not size or len(size) > 15 or not HEX.issuperset(size):
-                raise _HttpError(400, f"invalid chunk size line {line[:40]!r}")
-            request.chunk_left = int(size, 16)
-            if len(request.body) + request.chunk_left > limits.max_body_bytes:
-                raise _HttpError(413, f"chunked request body is larger than the limit of {limits.max_body_bytes} "
-                                      "bytes")
-            request.chunk_state = "data" if request.chunk_left else "trailer"
-
-
-def _parse(conn: _Conn, limits: HttpLimits) -> _Request | None:
+def _parse(conn: _Conn, limits: HttpLimits) -> Request | None:
     """The next complete request in the connection's buffer, or None until more bytes arrive."""
     buf = conn.buf
     if conn.request is None:
@@ -195,14 +81,14 @@ def _parse(conn: _Conn, limits: HttpLimits) -> _Request | None:
             del buf[:2]
         end = buf.find(b"\r\n\r\n")
         if (end < 0 and len(buf) > limits.max_header_bytes) or end + 4 > limits.max_header_bytes:
-            raise _HttpError(431, f"request headers are larger than the limit of {limits.max_header_bytes} bytes")
+            raise HttpError(431, f"request headers are larger than the limit of {limits.max_header_bytes} bytes")
         if end < 0:
             return None
-        conn.request = _parse_head(buf[:end].decode("latin-1"), limits.max_body_bytes)
+        conn.request = parse_head(buf[:end].decode("latin-1"), limits.max_body_bytes)
         del buf[:end + 4]
     request = conn.request
     if request.length is None:
-        if not _read_chunked(request, buf, limits):
+        if not read_chunked(request, buf, limits):
             return None
     elif len(buf) >= request.length:
         request.body = buf[:request.length]
@@ -246,7 +132,7 @@ class HttpServer:
         self.handler, self.limits = handler, limits
         self._listener = _listen(host, port)
         self.port: int = self._listener.getsockname()[1]
-        self._jobs: queue.SimpleQueue[tuple[_Conn, _Request] | None] = queue.SimpleQueue()  # for the handler threads
+        self._jobs: queue.SimpleQueue[tuple[_Conn, Request] | None] = queue.SimpleQueue()  # for the handler threads
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -362,7 +248,7 @@ class HttpServer:
                 continue
             if len(self._conns) >= self.limits.max_connections and not self._evict_idle():
                 try:  # best effort: one small write to an empty send buffer
-                    sock.send(_error(503, f"more than {self.limits.max_connections} open connections"))
+                    sock.send(error_response(503, f"more than {self.limits.max_connections} open connections"))
                 except OSError:
                     pass
                 sock.close()
@@ -403,9 +289,9 @@ class HttpServer:
             return
         try:
             request = _parse(conn, self.limits)
-        except _HttpError as error:
+        except HttpError as error:
             log.debug("HTTP %d to a client: %s", error.status, error)
-            return self._send(conn, _error(error.status, str(error)), close=True)
+            return self._send(conn, error_response(error.status, str(error)), close=True)
         if request is None:
             if not conn.started and (conn.buf or conn.request is not None):
                 conn.started, conn.deadline = True, time.monotonic() + self.limits.request_timeout_s
@@ -427,7 +313,7 @@ class HttpServer:
         while (job := self._jobs.get()) is not None:
             self._call(*job)
 
-    def _call(self, conn: _Conn, request: _Request) -> None:
+    def _call(self, conn: _Conn, request: Request) -> None:
         """Runs on a handler thread: the handler, its result checked, any failure turned into a 500."""
         result = 500, JSON, b'{"error": "the handler did not return"}'
         try:
@@ -453,7 +339,7 @@ class HttpServer:
         conn.busy = False
         if not conn.closed:
             close = not conn.keep_alive or self._stop_at is not None
-            self._send(conn, _response(status, content_type, body, close, conn.head_only), close)
+            self._send(conn, response(status, content_type, body, close, conn.head_only), close)
 
     def _send(self, conn: _Conn, data: bytes, close: bool) -> None:
         conn.out, conn.close_after = memoryview(data), close
@@ -485,7 +371,7 @@ class HttpServer:
         if self._accept_paused_until is not None and now >= self._accept_paused_until and self._stop_at is None:
             self._accept_paused_until = None
             self._selector.register(self._listener, selectors.EVENT_READ)
-        late = _error(408, f"the request did not arrive within {self.limits.request_timeout_s} s")
+        late = error_response(408, f"the request did not arrive within {self.limits.request_timeout_s} s")
         for conn in [conn for conn in self._conns if now >= conn.deadline]:
             if conn.started and conn.out is None and not conn.lingering:
                 self._safely(conn, self._send, conn, late, True)
