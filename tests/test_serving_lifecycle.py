@@ -244,13 +244,31 @@ def _truncated_manifest(version_dir: Path) -> None:
 
 
 def _two_labels(version_dir: Path) -> None:
-    (version_dir / "labels.txt").write_text("blue\ngreen\n")
+    """A consistent manifest that lists two labels for a three-class model: only the label count can tell."""
+    import hashlib
+    import json
+
+    labels = version_dir / "labels.txt"
+    labels.write_text("blue\ngreen\n")
+    manifest_path = version_dir / "export_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == "labels.txt":
+            entry.update(bytes=labels.stat().st_size, sha256=hashlib.sha256(labels.read_bytes()).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _damaged_labels(version_dir: Path) -> None:
+    """labels.txt cut inside its last line: the count may still match, the manifest's size and sha256 do not."""
+    labels = version_dir / "labels.txt"
+    labels.write_bytes(labels.read_bytes()[:-3])
 
 
 BREAKAGES = {
     "garbage_model_onnx": (_garbage_onnx, r"model\.onnx.*sha256"),
     "truncated_manifest": (_truncated_manifest, r"export_manifest\.json.*(JSON|truncated)"),
     "two_labels": (_two_labels, r"labels\.txt.*2 labels.*3"),
+    "damaged_labels": (_damaged_labels, r"labels\.txt is \d+ bytes, the manifest says"),
 }
 
 
