@@ -75,6 +75,6 @@ def ssl_config_class():
 
 
 def model_server_config_class():
-    from tensorflow_serving.config import model_server_config_pb2
+    from serving.generated import model_server_config_pb2
 
     return model_server_config_pb2.ModelServerConfig
