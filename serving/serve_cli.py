@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -97,6 +97,57 @@ def _watch_config(path: str, seconds: int, apply, stopping: threading.Event, las
             last = text
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What a launch line asks for, parsed and checked before anything loads."""
+
+    entries: list[ModelEntry]
+    batching: BatchingSettings | None
+    threads: int | None
+    monitoring: object | None
+    ssl: object | None
+    channel_args: tuple
+    config_text: str  # --model_config_file's text as read at start (the poller's baseline)
+
+
+def parse_launch(args: argparse.Namespace) -> Launch:
+    """Raises ServingConfigError, ValueError or OSError with a one-line message."""
+    config_text = Path(args.model_config_file).read_text(encoding="utf-8") if args.model_config_file else ""
+    return Launch(entries_from_args(args), batching_settings(args), runtime_threads(args),
+                  read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None,
+                  read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None,
+                  channel_arguments(args.grpc_channel_arguments), config_text)
+
+
+def rest_port_and_metrics(args: argparse.Namespace, monitoring) -> tuple[int | None, str | None]:
+    """REST off when it would share the gRPC port (TF Serving logs and skips it); Prometheus on REST only."""
+    rest_port = args.rest_api_port or None
+    if rest_port is not None and rest_port == args.port:
+        log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for HTTP/REST "
+                  "API. Skipped exporting HTTP/REST API.")
+        rest_port = None
+    if monitoring is None or not monitoring.prometheus_config.enable:
+        return rest_port, None
+    if rest_port is None:
+        log.warning("Prometheus metrics are served on the REST port; give --rest_api_port to expose them")
+    return rest_port, monitoring.prometheus_config.path or PROMETHEUS_PATH
+
+
+def server_limits(args: argparse.Namespace, channel_args: tuple):
+    """TF Serving's 0 (or less) for a thread count or timeout means its default."""
+    from serving.http_server import HttpLimits
+    from serving.server import ServerLimits
+
+    default = HttpLimits()
+    rest = HttpLimits(num_threads=args.rest_api_num_threads if args.rest_api_num_threads > 0 else default.num_threads,
+                      request_timeout_s=args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0
+                      else default.request_timeout_s)
+    return ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes,
+                        grpc_threads=args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1),
+                        rest=rest, grpc_socket_path=args.grpc_socket_path, grpc_channel_arguments=channel_args,
+                        tensor_content=args.enable_serialization_as_tensor_content)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.version:
         sys.stdout.write(version_text())
@@ -106,57 +157,31 @@ def run(args: argparse.Namespace) -> int:
     from serving.model_store import ModelStore
     from serving.reload import apply_model_config
     from serving.servable import InputLimits
-    from serving.server import ModelServer, ServerLimits
+    from serving.server import ModelServer
 
     report_no_effect(args)
     try:
-        config_text = Path(args.model_config_file).read_text(encoding="utf-8") if args.model_config_file else ""
-        entries = entries_from_args(args)
-        batching = batching_settings(args)
-        threads = runtime_threads(args)
-        monitoring = read_config(args.monitoring_config_file, MONITORING_CONFIG) if args.monitoring_config_file else None
-        ssl = read_config(args.ssl_config_file, SSL_CONFIG) if args.ssl_config_file else None
-        channel_args = channel_arguments(args.grpc_channel_arguments)
+        launch = parse_launch(args)
     except (ServingConfigError, ValueError, OSError) as error:
         print(f"ftx serve: {error}", file=sys.stderr)
         return 2
-    rest_port = args.rest_api_port or None
-    if rest_port is not None and rest_port == args.port:
-        log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for HTTP/REST "
-                  "API. Skipped exporting HTTP/REST API.")
-        rest_port = None
-    metrics_path = None
-    if monitoring is not None and monitoring.prometheus_config.enable:
-        metrics_path = monitoring.prometheus_config.path or PROMETHEUS_PATH
-        if rest_port is None:
-            log.warning("Prometheus metrics are served on the REST port; give --rest_api_port to expose them")
-    loader = VersionLoader(args.backend, threads, args.tensorflow_inter_op_parallelism or
+    rest_port, metrics_path = rest_port_and_metrics(args, launch.monitoring)
+    loader = VersionLoader(args.backend, launch.threads, args.tensorflow_inter_op_parallelism or
                            args.tensorflow_session_parallelism or None,
-                           InputLimits(max_image_pixels=args.max_image_pixels), batching, args.enable_model_warmup,
-                           max(1, args.num_request_iterations_for_warmup))
-    store = ModelStore([replace(entry, labels={}) for entry in entries], loader)
+                           InputLimits(max_image_pixels=args.max_image_pixels), launch.batching,
+                           args.enable_model_warmup, max(1, args.num_request_iterations_for_warmup))
+    store = ModelStore([replace(entry, labels={}) for entry in launch.entries], loader)
     store.start(args.file_system_poll_wait_seconds)
     allow_labels = args.allow_version_labels_for_unavailable_models
 
     def apply(config) -> None:
         apply_model_config(store, config, allow_labels)
 
-    from serving.http_server import HttpLimits
-
-    default = HttpLimits()
-    limits = ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes,
-                          grpc_threads=args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1),
-                          rest=HttpLimits(num_threads=args.rest_api_num_threads if args.rest_api_num_threads > 0
-                                          else default.num_threads,
-                                          request_timeout_s=args.rest_api_timeout_in_ms / 1000
-                                          if args.rest_api_timeout_in_ms > 0 else default.request_timeout_s),
-                          grpc_socket_path=args.grpc_socket_path, grpc_channel_arguments=channel_args,
-                          tensor_content=args.enable_serialization_as_tensor_content)
     try:
-        store.reconfigure(entries, allow_labels)  # labels as TF Serving checks them: on versions now serving
-        server = ModelServer(store, args.port, rest_port, limits, metrics_path=metrics_path, ssl=ssl,
-                             reload=apply).start()
-    except (OSError, RuntimeError, ServingError, ServingConfigError) as error:
+        store.reconfigure(launch.entries, allow_labels)  # labels as TF Serving checks them: on versions now serving
+        server = ModelServer(store, args.port, rest_port, server_limits(args, launch.channel_args),
+                             metrics_path=metrics_path, ssl=launch.ssl, reload=apply).start()
+    except (OSError, RuntimeError, ServingError, ServingConfigError, ValueError) as error:
         store.stop()
         print(f"ftx serve: {getattr(error, 'message', error)}", file=sys.stderr)
         return 2
@@ -168,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         threading.Thread(target=_watch_config, args=(args.model_config_file, args.model_config_file_poll_wait_seconds,
-                                                     apply, stopping, config_text), name="ftx-config-poller",
+                                                     apply, stopping, launch.config_text), name="ftx-config-poller",
                          daemon=True).start()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
