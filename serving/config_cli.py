@@ -37,7 +37,7 @@ def parse_labels(items: list[str]) -> dict[str, int]:
     labels: dict[str, int] = {}
     for item in items:
         label, sep, version = item.partition("=")
-        if not sep or not version.strip().isdigit():
+        if not sep or not (version.strip().isascii() and version.strip().isdigit()):
             raise ServingConfigError(f"--label takes LABEL=VERSION (e.g. stable=1), got {item!r}")
         labels[label.strip()] = int(version)
     return labels
