@@ -29,7 +29,11 @@ MAX_MESSAGE_CHARS = 1024  # TF Serving cuts longer status messages (grpc_status_
 def servable_for(store: ModelStore, request) -> Servable:
     if not request.HasField("model_spec"):
         raise ServingError.invalid("Missing ModelSpec")
-    spec = request.model_spec
+    return servable_of_spec(store, request.model_spec)
+
+
+def servable_of_spec(store: ModelStore, spec) -> Servable:
+    """The servable a ModelSpec names: its version, its label, or the latest."""
     choice = spec.WhichOneof("version_choice")
     return store.get(spec.name, spec.version.value if choice == "version" else None,
                      spec.version_label if choice == "version_label" else None)
@@ -89,9 +93,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = request.tasks[0].model_spec if request.tasks else None
         if spec is None or not spec.name:
             raise ServingError.invalid("ModelSpec has no name specified.")
-        choice = spec.WhichOneof("version_choice")
-        servable = self.store.get(spec.name, spec.version.value if choice == "version" else None,
-                                  spec.version_label if choice == "version_label" else None)
+        servable = servable_of_spec(self.store, spec)
         response = inference_pb2.MultiInferenceResponse()
         inference.multi_inference(servable, request, response)
         return response

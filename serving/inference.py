@@ -79,24 +79,26 @@ def _signature_for(servable: Servable, name: str, method: str):
     signature = servable.signature_defs.get(name or DEFAULT_SIGNATURE)
     if signature is None:
         raise ServingError.invalid(f"No signature was found with the name: {name or DEFAULT_SIGNATURE}")
-    dump = text_format.MessageToString(signature)
+    def dump() -> str:  # only for a refusal: Classify is a hot path
+        return text_format.MessageToString(signature)
+
     if len(signature.inputs) != 1:
         raise ServingError.invalid("Expected one input Tensor.")
     if method == CLASSIFY_METHOD:
         if len(signature.outputs) not in (1, 2):
             raise ServingError.invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
         if "inputs" not in signature.inputs:
-            raise ServingError.invalid(f"No classification inputs found in SignatureDef: {dump}")
+            raise ServingError.invalid(f"No classification inputs found in SignatureDef: {dump()}")
         if "classes" not in signature.outputs and "scores" not in signature.outputs:
             raise ServingError.invalid('Expected classification signature outputs to contain at least one of '
-                                       f'"classes" or "scores". Signature was: {dump}')
+                                       f'"classes" or "scores". Signature was: {dump()}')
     else:
         if len(signature.outputs) != 1:
             raise ServingError.invalid("Expected one output Tensor.")
         if "inputs" not in signature.inputs:
-            raise ServingError.invalid(f"No regression inputs found in SignatureDef: {dump}")
+            raise ServingError.invalid(f"No regression inputs found in SignatureDef: {dump()}")
         if "outputs" not in signature.outputs:
-            raise ServingError.invalid(f"No regression outputs found in SignatureDef: {dump}")
+            raise ServingError.invalid(f"No regression outputs found in SignatureDef: {dump()}")
     return signature
 
 
@@ -119,7 +121,7 @@ def serialized_examples(input_message) -> np.ndarray:
     return array
 
 
-def _run_examples(servable: Servable, name: str, signature, examples: np.ndarray) -> dict[str, np.ndarray]:
+def _run_examples(servable: Servable, name: str, examples: np.ndarray) -> dict[str, np.ndarray]:
     if len(examples) > servable.limits.max_batch:
         raise ServingError.invalid(f"{len(examples)} examples are more than the maximum batch size "
                                    f"{servable.limits.max_batch}; split the request")
@@ -147,23 +149,28 @@ def classification_result(outputs: dict[str, np.ndarray], signature, result, bat
                 item.score = float(scores[row, column])
 
 
+def regression_result(outputs: dict[str, np.ndarray], result, batch: int) -> None:
+    """PostProcessRegressionResult: one value per example from ``outputs`` ([N] or [N, 1])."""
+    for value in np.asarray(outputs["outputs"]).reshape(batch, -1)[:, 0]:
+        result.regressions.add(value=float(value))
+
+
 def classify(servable: Servable, request, response) -> None:
     signature = _signature_for(servable, request.model_spec.signature_name, CLASSIFY_METHOD)
     examples = serialized_examples(request.input)
     _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, servable.version)
-    outputs = _run_examples(servable, request.model_spec.signature_name, signature, examples)
+    outputs = _run_examples(servable, request.model_spec.signature_name, examples)
     classification_result(outputs, signature, response.result, len(examples))
 
 
 def regress(servable: Servable, request, response) -> None:
     """ftx exports have no regression signature, so this ends in TF Serving's structural error;
     a signature with the regress structure would be run and its ``outputs`` returned."""
-    signature = _signature_for(servable, request.model_spec.signature_name, REGRESS_METHOD)
+    _signature_for(servable, request.model_spec.signature_name, REGRESS_METHOD)
     examples = serialized_examples(request.input)
     _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, servable.version)
-    values = np.asarray(_run_examples(servable, request.model_spec.signature_name, signature, examples)["outputs"])
-    for value in values.reshape(len(examples), -1)[:, 0]:
-        response.result.regressions.add(value=float(value))
+    regression_result(_run_examples(servable, request.model_spec.signature_name, examples), response.result,
+                      len(examples))
 
 
 def multi_inference(servable: Servable, request, response) -> None:
@@ -187,11 +194,10 @@ def multi_inference(servable: Servable, request, response) -> None:
         checked.append((task, name, _signature_for(servable, name, task.method_name)))
     examples = serialized_examples(request.input)
     for task, name, signature in checked:
-        outputs = _run_examples(servable, name, signature, examples)
+        outputs = _run_examples(servable, name, examples)
         result = response.results.add()
         _model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name, servable.version)
         if task.method_name == CLASSIFY_METHOD:
             classification_result(outputs, signature, result.classification_result, len(examples))
         else:
-            for value in np.asarray(outputs["outputs"]).reshape(len(examples), -1)[:, 0]:
-                result.regression_result.regressions.add(value=float(value))
+            regression_result(outputs, result.regression_result, len(examples))

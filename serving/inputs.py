@@ -39,8 +39,8 @@ def check_input_names(signature, names: set[str]) -> None:
 def check_declared(alias: str, dtype: int, shape: tuple[int, ...], info, limits: InputLimits, position: int) -> None:
     """dtype and shape as the signature declares them, batch and size within the limits."""
     if dtype != info.dtype:
-        raise ServingError.invalid(f"Expects arg[{position}] to be {_short(info.dtype)} but {_short(dtype)} is "
-                                   f"provided (input {alias!r})")
+        raise ServingError.invalid(f"Expects arg[{position}] to be {short_dtype_name(info.dtype)} but "
+                                   f"{short_dtype_name(dtype)} is provided (input {alias!r})")
     if not info.tensor_shape.unknown_rank:
         wanted = [d.size for d in info.tensor_shape.dim]
         if len(shape) != len(wanted) or any(w >= 0 and w != s for w, s in zip(wanted, shape)):
@@ -82,13 +82,14 @@ def check_arrays(signature, arrays: Mapping[str, np.ndarray], limits: InputLimit
         info = signature.inputs[alias]
         array = arrays[alias]
         if info.dtype != 7 and array.dtype == object:  # DT_STRING: strings where numbers are expected
-            raise ServingError.invalid(f"Expects arg[{position}] to be {_short(info.dtype)} but string is provided "
-                                       f"(input {alias!r})")
+            raise ServingError.invalid(f"Expects arg[{position}] to be {short_dtype_name(info.dtype)} but string is "
+                                       f"provided (input {alias!r})")
         if info.dtype != 7:
             try:
                 array = array.astype(tensors.numpy_dtype(info.dtype), copy=False)
             except (tensors.TensorProtoError, ValueError, TypeError, OverflowError) as error:
-                raise ServingError.invalid(f"input {alias!r} cannot be {_short(info.dtype)}: {error}") from None
+                raise ServingError.invalid(f"input {alias!r} cannot be {short_dtype_name(info.dtype)}: "
+                                           f"{error}") from None
         elif array.dtype != object:
             raise ServingError.invalid(f"Expects arg[{position}] to be string but {array.dtype} is provided "
                                        f"(input {alias!r}); send binary values as {{\"b64\": ...}}")
@@ -97,7 +98,7 @@ def check_arrays(signature, arrays: Mapping[str, np.ndarray], limits: InputLimit
     return checked
 
 
-def _short(dtype: int) -> str:
+def short_dtype_name(dtype: int) -> str:
     """TensorFlow's short dtype names in its runtime errors (DT_FLOAT -> float)."""
     return tensors.dtype_name(dtype).removeprefix("DT_").lower()
 

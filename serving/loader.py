@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.batching import Batcher
-from serving.servable import MANIFEST_FILE, InputLimits, Servable, load_servable
+from export.manifest import MANIFEST_FILE
+from serving.servable import InputLimits, Servable, load_servable
 from serving.tfs_config import BatchingSettings
 from serving.warmup import replay
 
@@ -30,20 +31,7 @@ class VersionLoader:
     warmup_iterations: int = 1
 
     def __call__(self, name: str, version: int, version_dir: Path) -> Servable:
-        if self.backend == "savedmodel":
-            from serving.servable import configure_tensorflow_threads
-
-            configure_tensorflow_threads(self.threads, self.inter_threads)
-        if self.backend == "savedmodel" and not (version_dir / MANIFEST_FILE).exists() \
-                and (version_dir / "saved_model.pb").is_file():
-            return self._plain_saved_model(name, version, version_dir)
-        limits = self.limits
-        if self.batching is not None:
-            limits = InputLimits(self.batching.max_batch_size, limits.max_elements, limits.max_image_pixels)
-        servable = load_servable(name, version, version_dir, self.backend, self.threads, limits)
-        if self.batching is not None:
-            batcher = Batcher(servable.runner, self.batching, name=f"{name}-v{version}-batch")
-            servable.runner, servable.close = batcher, batcher.close
+        servable = self._load(name, version, version_dir)
         try:
             if self.warmup:
                 records = replay(servable, version_dir, self.warmup_iterations)
@@ -54,6 +42,22 @@ class VersionLoader:
             raise
         return servable
 
+    def _load(self, name: str, version: int, version_dir: Path):
+        if self.backend == "savedmodel":
+            from serving.servable import configure_tensorflow_threads
+
+            configure_tensorflow_threads(self.threads, self.inter_threads)  # before TensorFlow runs anything
+            if not (version_dir / MANIFEST_FILE).exists() and (version_dir / "saved_model.pb").is_file():
+                return self._plain_saved_model(name, version, version_dir)
+        limits = self.limits
+        if self.batching is not None:
+            limits = InputLimits(self.batching.max_batch_size, limits.max_elements, limits.max_image_pixels)
+        servable = load_servable(name, version, version_dir, self.backend, self.threads, limits)
+        if self.batching is not None:
+            batcher = Batcher(servable.runner, self.batching, name=f"{name}-v{version}-batch")
+            servable.runner, servable.close = batcher, batcher.close
+        return servable
+
     def _plain_saved_model(self, name: str, version: int, version_dir: Path):
         """A SavedModel that ftx did not export: served generically (serving.saved_model_servable)."""
         from serving.saved_model_servable import load_saved_model
@@ -61,11 +65,4 @@ class VersionLoader:
         if self.batching is not None:
             log.warning("model %s version %d is not an ftx export: served without server-side batching",
                         name, version)
-        servable = load_saved_model(name, version, version_dir, self.threads, self.limits)
-        try:
-            if self.warmup:
-                replay(servable, version_dir, self.warmup_iterations)
-        except BaseException:
-            servable.close()
-            raise
-        return servable
+        return load_saved_model(name, version, version_dir, self.limits)

@@ -32,15 +32,15 @@ def _number(value: float) -> str:
 
 
 class Metrics:
-    def __init__(self, known_models: Callable[[], list[str]] = lambda: []) -> None:
-        self._known = known_models
+    def __init__(self, serves: Callable[[str], bool] = lambda name: False) -> None:
+        self._serves = serves  # is this a model the server serves (a dict lookup: it runs on every request)
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = defaultdict(int)
         self._buckets: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS_US) + 1))
         self._sums: dict[tuple[str, str, str], float] = defaultdict(float)
 
     def record(self, model: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
-        model = model if model in self._known() else ""
+        model = model if self._serves(model) else ""
         micros = seconds * 1e6
         with self._lock:
             self._counts[(model, status)] += 1

@@ -171,6 +171,10 @@ class ModelStore:
         with self._lock:
             return sorted(self._models)
 
+    def serves(self, name: str) -> bool:
+        with self._lock:
+            return name in self._models
+
     # configuration
 
     def reconfigure(self, entries: list[ModelEntry], allow_unavailable_labels: bool = False) -> None:

@@ -17,6 +17,7 @@ import urllib.parse
 
 from google.protobuf import json_format
 
+from export.versions import INT64_MAX
 from serving import inference
 from serving.errors import ServingError
 from serving.grpc_service import model_metadata, model_status
@@ -31,7 +32,6 @@ POST_ROUTE = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/(
                         re.IGNORECASE)
 GET_ROUTE = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
                        re.IGNORECASE)
-INT64_MAX = 2**63 - 1
 
 
 def _error_body(message: str) -> bytes:

@@ -17,11 +17,10 @@ import math
 
 import numpy as np
 
-from serving import tensors
+from export.versions import INT64_MAX
+from serving.inputs import short_dtype_name
 from serving.errors import ServingError
 from serving.protos import input_pb2
-
-INT64_MAX = 2**63 - 1
 
 
 def parse_json(body: bytes):
@@ -98,7 +97,7 @@ _END = object()
 
 
 def _array(value, info) -> np.ndarray:
-    expected = tensors.dtype_name(info.dtype).removeprefix("DT_").lower()
+    expected = short_dtype_name(info.dtype)
     if info.dtype == 7:  # DT_STRING
         array = np.array(_bytes_of(value), dtype=object)
         if not all(isinstance(item, bytes) for item in array.reshape(-1)):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.errors import ServingError
-from serving.servable import InputLimits, configure_tensorflow_threads
+from serving.servable import InputLimits
 from serving.signature_defs import read_signature_defs
 
 
@@ -54,12 +54,12 @@ class SavedModelServable:
         runs; TensorFlow frees the model when the last reference goes."""
 
 
-def load_saved_model(name: str, version: int, version_dir: Path, threads: int | None = None,
+def load_saved_model(name: str, version: int, version_dir: Path,
                      limits: InputLimits = InputLimits()) -> SavedModelServable:
+    """TensorFlow's thread pools are the caller's to set first (serving.loader does)."""
     import tensorflow as tf
 
     signature_defs = dict(read_signature_defs(version_dir).signature_def)
-    configure_tensorflow_threads(threads)
     try:
         loaded = tf.saved_model.load(str(version_dir))
     except Exception as error:  # noqa: BLE001 - TensorFlow raises many kinds for a damaged SavedModel

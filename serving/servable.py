@@ -12,7 +12,6 @@ against the model's outputs.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -24,6 +23,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from export.manifest import MANIFEST_FILE, sha256_file
 from serving.errors import ServingError
 from serving.signature_defs import SIGNATURE_DEFS_FILE, read_signature_defs
 
@@ -33,7 +33,7 @@ IMAGE_FEATURE = "image/encoded"
 INPUT_NAMES = {SIGNATURE_TENSOR: "images", SIGNATURE_BYTES: "images_bytes", SIGNATURE_EXAMPLES: "examples",
                SIGNATURE_CLASSIFY: "inputs"}
 BACKENDS = {"onnx": "model.onnx", "savedmodel": "saved_model.pb"}
-MANIFEST_FILE, LABELS_FILE = "export_manifest.json", "labels.txt"
+LABELS_FILE = "labels.txt"
 MAX_MANIFEST_BYTES = 16 << 20
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -138,14 +138,6 @@ def decode_image(data: bytes, image_size: int, max_pixels: int) -> np.ndarray:
         raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): {message}") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(version_dir: Path) -> dict:
     path = version_dir / MANIFEST_FILE
     if not path.is_file():
@@ -184,7 +176,7 @@ def verify_files(version_dir: Path, manifest: dict, needed: tuple[str, ...], als
         if path.stat().st_size != entry.get("bytes"):
             raise ServingError.invalid(f"{path} is {path.stat().st_size} bytes, the manifest says {entry.get('bytes')} "
                                        "(a copy in progress or a damaged file)")
-        if _sha256(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             raise ServingError.invalid(f"{path} does not match its sha256 in the manifest (a damaged file)")
 
 
@@ -227,7 +219,8 @@ def configure_tensorflow_threads(intra: int | None, inter: int | None = None) ->
 
 def load_servable(name: str, version: int, version_dir: Path, backend: str, threads: int | None = None,
                   limits: InputLimits = InputLimits()) -> Servable:
-    """Load and verify one version directory with ``backend`` (onnx or savedmodel)."""
+    """Load and verify one version directory with ``backend`` (onnx or savedmodel); ``threads`` are ONNX Runtime's
+    (TensorFlow's pools are set once per process by configure_tensorflow_threads, before the first load)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     manifest = read_manifest(version_dir)
@@ -250,8 +243,7 @@ def load_servable(name: str, version: int, version_dir: Path, backend: str, thre
     else:
         import tensorflow as tf
 
-        configure_tensorflow_threads(threads)
-        loaded = tf.saved_model.load(str(version_dir))
+        loaded = tf.saved_model.load(str(version_dir))  # thread pools: configure_tensorflow_threads, first
         function = loaded.signatures[SIGNATURE_TENSOR]
         lock = threading.Lock()  # one call at a time: TF's own intra-op threads use the cores
 

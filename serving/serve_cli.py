@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from serving.serve_flags import add_tf_serving_flags, channel_arguments, report_no_effect
+from serving.serve_flags import CORES, add_tf_serving_flags, channel_arguments, report_no_effect
 from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, PROMETHEUS_PATH, SSL_CONFIG,
                                 BatchingSettings, ModelEntry, ServingConfigError, model_entries, read_config)
 
@@ -143,7 +142,7 @@ def server_limits(args: argparse.Namespace, channel_args: tuple):
                       request_timeout_s=args.rest_api_timeout_in_ms / 1000 if args.rest_api_timeout_in_ms > 0
                       else default.request_timeout_s)
     return ServerLimits(host=args.host, max_request_bytes=args.max_request_bytes,
-                        grpc_threads=args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1),
+                        grpc_threads=args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * CORES,
                         rest=rest, grpc_socket_path=args.grpc_socket_path, grpc_channel_arguments=channel_args,
                         tensor_content=args.enable_serialization_as_tensor_content)
 

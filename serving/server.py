@@ -36,7 +36,7 @@ class ModelServer:
     def __init__(self, store: ModelStore, grpc_port: int, rest_port: int | None, limits: ServerLimits,
                  metrics_path: str | None = None, ssl=None, reload=None) -> None:
         self.store, self.limits = store, limits
-        self.metrics = Metrics(store.names)
+        self.metrics = Metrics(store.serves)
         options = [("grpc.max_receive_message_length", limits.max_request_bytes),
                    ("grpc.max_send_message_length", limits.max_request_bytes),
                    ("grpc.so_reuseport", 0), *limits.grpc_channel_arguments]
