@@ -47,3 +47,19 @@ def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
                          strategy="feature-extraction", epochs=30, batch_size=8, seed=3,
                          learning_rate=1e-2)
     return train(config).run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> Path:
+    """Model 'tiny' exported once (SavedModel + ONNX, version 1) for every serving test: its base path.
+
+    Read-only: a test that changes a version copies it first.
+    """
+    from export.config import ExportConfig
+    from export.pipeline import export_run
+
+    root = tmp_path_factory.mktemp("exports")
+    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
+                                     parity_images=12).validate())
+    assert result.blessed and result.directory == root / "tiny" / "1", result
+    return root / "tiny"

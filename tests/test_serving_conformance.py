@@ -35,8 +35,6 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
-from export.config import ExportConfig
-from export.pipeline import export_run
 from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
@@ -66,16 +64,12 @@ class Export:
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory) -> Export:
+def exported(tiny_export, tiny_run) -> Export:
     """Version 1 of model 'tiny' (SavedModel + ONNX), the Keras reference and real test images."""
-    root = tmp_path_factory.mktemp("conformance") / "exports"
-    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
-                                     parity_images=12).validate())
-    assert result.blessed and result.directory == root / "tiny" / "1"
     run = read_run(tiny_run)
     samples = load_samples(run, 12)
     keras = load_keras_model(run)
-    return Export(root / "tiny", tuple(run.class_names), samples.images, samples.encoded,
+    return Export(tiny_export, tuple(run.class_names), samples.images, samples.encoded,
                   keras.predict(samples.images, verbose=0), keras)
 
 

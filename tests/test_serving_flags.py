@@ -92,23 +92,27 @@ def test_upstreams_conflicting_flags_are_refused_with_its_message(args, message,
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
-def test_grpc_on_a_unix_socket_only(exported_tiny, tmp_path):
+def _start_serve(*flags: str) -> tuple[subprocess.Popen, list[str]]:
+    """``ftx serve FLAGS`` in a child process, read until it is serving; its output lines so far."""
+    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", *flags], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    log = []
+    for line in server.stdout:
+        log.append(line)
+        if "Ctrl-C stops" in line:
+            break
+    return server, log
+
+
+def test_grpc_on_a_unix_socket_only(tiny_export, tmp_path):
     """server.cc: --port=0 with --grpc_socket_path serves gRPC on unix:PATH only."""
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     socket_path = tmp_path / "tfs.sock"
-    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", "--port=0",
-                               f"--grpc_socket_path={socket_path}", "--model_name=tiny",
-                               f"--model_base_path={exported_tiny}", "--file_system_poll_wait_seconds=0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    log = []
+    server, log = _start_serve("--port=0", f"--grpc_socket_path={socket_path}", "--model_name=tiny",
+                               f"--model_base_path={tiny_export}", "--file_system_poll_wait_seconds=0")
     try:
-        for line in server.stdout:
-            log.append(line)
-            if "Ctrl-C stops" in line:
-                break
         assert f"unix:{socket_path}" in log[-1], "".join(log)
         with grpc.insecure_channel(f"unix:{socket_path}") as channel:
             request = get_model_status_pb2.GetModelStatusRequest()
@@ -120,17 +124,6 @@ def test_grpc_on_a_unix_socket_only(exported_tiny, tmp_path):
         assert server.wait(60) == 0, "".join(log)
 
 
-@pytest.fixture(scope="module")
-def exported_tiny(tiny_run, tmp_path_factory):
-    from export.config import ExportConfig
-    from export.pipeline import export_run
-
-    root = tmp_path_factory.mktemp("flags") / "exports"
-    export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
-                            parity_images=12).validate())
-    return root / "tiny"
-
-
 def _config_text(entries: list[tuple[str, str, dict[str, int]]]) -> str:
     from serving.tfs_config import ModelEntry, VersionPolicy, models_config, to_text
 
@@ -138,30 +131,22 @@ def _config_text(entries: list[tuple[str, str, dict[str, int]]]) -> str:
                                   for name, base, labels in entries]))
 
 
-def test_model_config_file_is_polled_and_applied_live(exported_tiny, tmp_path):
+def test_model_config_file_is_polled_and_applied_live(tiny_export, tmp_path):
     """server.cc (--model_config_file_poll_wait_seconds: the file re-read and applied live);
     tensorflow_model_server_test.py: testModelConfigReload (a model added to the file starts serving)."""
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     base = tmp_path / "tiny"
-    shutil.copytree(exported_tiny / "1", base / "1")
+    shutil.copytree(tiny_export / "1", base / "1")
     config = tmp_path / "models.config"
     config.write_text(_config_text([("tiny", str(base), {"stable": 1})]))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", f"--port={port}",
-                               f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
-                               "--file_system_poll_wait_seconds=1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    log = []
+    server, log = _start_serve(f"--port={port}", f"--model_config_file={config}",
+                               "--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1")
     try:
-        for line in server.stdout:
-            log.append(line)
-            if "Ctrl-C stops" in line:
-                break
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
 
@@ -186,7 +171,7 @@ def test_model_config_file_is_polled_and_applied_live(exported_tiny, tmp_path):
         server.wait(60)
 
 
-def test_labels_must_name_available_versions_unless_allowed(exported_tiny):
+def test_labels_must_name_available_versions_unless_allowed(tiny_export):
     """server_core.cc UpdateModelVersionLabelMap, with server_core_test.cc's cases for
     allow_version_labels_for_unavailable_models (a new label may name a missing version; an existing one may not
     be moved to one)."""
@@ -195,10 +180,10 @@ def test_labels_must_name_available_versions_unless_allowed(exported_tiny):
     from serving.model_store import ModelStore
     from serving.tfs_config import ModelEntry, VersionPolicy
 
-    store = ModelStore([ModelEntry("tiny", str(exported_tiny))], VersionLoader("onnx", 1))
+    store = ModelStore([ModelEntry("tiny", str(tiny_export))], VersionLoader("onnx", 1))
     store.start(0)
     try:
-        entry = ModelEntry("tiny", str(exported_tiny), VersionPolicy())
+        entry = ModelEntry("tiny", str(tiny_export), VersionPolicy())
         store.reconfigure([ModelEntry(entry.name, entry.base_path, entry.policy, {"stable": 1})])
         assert store.label_version("tiny", "stable") == 1
         with pytest.raises(ServingError, match="Request to assign label to version 7 of model tiny, which is not "

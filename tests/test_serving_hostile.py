@@ -30,8 +30,6 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from export.config import ExportConfig
-from export.pipeline import export_run
 from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
@@ -43,15 +41,11 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory):
+def exported(tiny_export, tiny_run):
     """Model 'tiny' version 1, 12 real test images (pixels and file bytes) and the Keras model's probabilities."""
-    root = tmp_path_factory.mktemp("hostile") / "exports"
-    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
-                                     parity_images=12).validate())
-    assert result.blessed, result
     run = read_run(tiny_run)
     samples = load_samples(run, 12)
-    return result.directory.parent, samples, load_keras_model(run).predict(samples.images, verbose=0)
+    return tiny_export, samples, load_keras_model(run).predict(samples.images, verbose=0)
 
 
 def free_port() -> int:

@@ -22,8 +22,6 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from export.config import ExportConfig
-from export.pipeline import export_run
 from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
@@ -39,15 +37,11 @@ AVAILABLE, END = "AVAILABLE", "END"
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory):
+def exported(tiny_export, tiny_run):
     """A good version directory of model 'tiny', 12 real test images and the Keras model's probabilities for them."""
-    root = tmp_path_factory.mktemp("lifecycle") / "exports"
-    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
-                                     parity_images=12).validate())
-    assert result.blessed, result
     run = read_run(tiny_run)
     samples = load_samples(run, 12)
-    return result.directory, samples.images, load_keras_model(run).predict(samples.images, verbose=0)
+    return tiny_export / "1", samples.images, load_keras_model(run).predict(samples.images, verbose=0)
 
 
 class PredictLoad:

@@ -20,8 +20,6 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from export.config import ExportConfig
-from export.pipeline import export_run
 from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
@@ -33,16 +31,12 @@ from serving.tfs_config import BatchingSettings, ModelEntry, VersionPolicy
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory):
+def exported(tiny_export, tiny_run):
     """Version 1 of model 'tiny' (SavedModel + ONNX), the Keras reference and real test images."""
-    root = tmp_path_factory.mktemp("serving") / "exports"
-    result = export_run(ExportConfig(run_dir=str(tiny_run), name="tiny", out=str(root), formats=["onnx"],
-                                     parity_images=12).validate())
-    assert result.blessed and result.directory == root / "tiny" / "1"
     run = read_run(tiny_run)
     samples = load_samples(run, 12)
     expected = load_keras_model(run).predict(samples.images, verbose=0)
-    return root / "tiny", run, samples, expected
+    return tiny_export, run, samples, expected
 
 
 def start(base, backend="onnx", batching=None, limits=None, policy=VersionPolicy(), labels=None, poll=0.0):
