@@ -50,6 +50,29 @@ def cuda_session(path: Path | str, options: CudaOptions) -> ort.InferenceSession
                                            "CPUExecutionProvider"])
 
 
+class OnnxBytesRunner:
+    """The ONNX model fed encoded files through ftx's TensorFlow-free decode: the edge server's bytes path."""
+
+    input_kind = "encoded"
+    uses_device_io = False
+
+    def __init__(self, path: Path | str, device: str = "cpu", threads: int | None = None) -> None:
+        self.runner = OnnxRunner(path, device, threads, CudaOptions(device_io=False))
+        self.image_size = int(self.runner.session.get_inputs()[0].shape[1])
+
+    @property
+    def providers(self) -> list[str]:
+        return self.runner.providers
+
+    def predict(self, encoded: list[bytes]) -> np.ndarray:
+        from training.data.numpy_decode import load_image
+
+        return self.runner.predict(np.stack([load_image(data, self.image_size) for data in encoded]))
+
+    def close(self) -> None:
+        self.runner.close()
+
+
 class OnnxRunner:
     """``probabilities`` for float32 image batches from one ``.onnx`` file."""
 

@@ -27,6 +27,11 @@ class RunnerSpec:
     artifact: Path  # the file (or, for keras and savedmodel, the directory) loaded
 
     @property
+    def takes_bytes(self) -> bool:
+        """Fed the test files' bytes (decoded inside the timed call), not decoded images."""
+        return self.format != KERAS and FORMATS[self.format].variant == "bytes"
+
+    @property
     def runtime(self) -> str:
         return RUNTIMES[self.family]
 
@@ -53,6 +58,10 @@ def open_runner(spec: RunnerSpec, device: str = "cpu", threads: int | None = Non
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if not spec.supports(device):
         raise ValueError(f"{spec.format} runs on the CPU only; on {device} ftx bench measures ONNX formats")
+    if spec.family == "onnx" and spec.takes_bytes:
+        from benchmarks.onnx_runner import OnnxBytesRunner
+
+        return OnnxBytesRunner(spec.artifact, device, threads)
     if spec.family == "onnx":
         from benchmarks.onnx_runner import CudaOptions, OnnxRunner
 
@@ -68,5 +77,4 @@ def open_runner(spec: RunnerSpec, device: str = "cpu", threads: int | None = Non
     from benchmarks.tf_runners import SavedModelRunner
     from export.signatures import SIGNATURE_BYTES, SIGNATURE_TENSOR
 
-    return SavedModelRunner(spec.artifact, SIGNATURE_BYTES if spec.format == "savedmodel-bytes" else SIGNATURE_TENSOR,
-                            threads)
+    return SavedModelRunner(spec.artifact, SIGNATURE_BYTES if spec.takes_bytes else SIGNATURE_TENSOR, threads)

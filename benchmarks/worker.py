@@ -84,7 +84,7 @@ def timing_batches(inputs: Inputs, kind: str, batch_size: int, pool: int, count:
 def run_worker(spec: WorkerSpec) -> dict:
     inputs = Inputs(Path(spec.inputs_dir))
     policy = WindowPolicy(**spec.policy)
-    kind = "encoded" if spec.format == "savedmodel-bytes" else "images"
+    kind = "encoded" if spec.runner_spec().takes_bytes else "images"
     pool = min(spec.timing_images, len(inputs.labels))
     batches = {size: timing_batches(inputs, kind, size, pool) for size in spec.batch_sizes}
     baseline = rss_mb()

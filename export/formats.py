@@ -28,6 +28,9 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("savedmodel-bytes", "savedmodel", "bytes", "fp32", "saved_model.pb",
                  "the same SavedModel through serving_bytes (in-graph decode and resize of the files)"),
     ExportFormat("onnx", "onnx", "fp32", "fp32", "model.onnx", "ONNX via tf2onnx"),
+    ExportFormat("onnx-bytes", "onnx", "bytes", "fp32", "model.onnx",
+                 "the same ONNX model fed the files' bytes through ftx's TensorFlow-free decode and resize "
+                 "(ftx serve's serving_bytes on an edge install)"),
     ExportFormat("onnx-fp16", "onnx", "fp16", "fp16", "model.fp16.onnx", "ONNX, fp16 weights, float32 I/O"),
     ExportFormat("onnx-int8-dynamic", "onnx", "int8_dynamic", "int8", "model.int8_dynamic.onnx",
                  "ONNX, dynamic-range int8 (weights int8, activations at run time)"),
@@ -41,6 +44,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  "TFLite, int8 from a representative set of training images (full integer with --int8-float-convs 0)"),
 )}
 ALWAYS = ("savedmodel", "savedmodel-bytes")
+RIDES_WITH = {"onnx": "onnx-bytes"}  # asking for a format also checks the way its server feeds it files
 DEFAULT_FORMATS = tuple(FORMATS)
 
 
@@ -50,6 +54,8 @@ class FormatError(ValueError):
 
 def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"onnx,tflite"`` (or a list) -> the checked names in table order, SavedModel always included.
+
+    ``onnx`` brings ``onnx-bytes`` along: the edge server's decode path is checked wherever ONNX ships.
 
     ``all`` selects every format.
     """
@@ -63,5 +69,5 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         raise FormatError(f"unknown format(s) {', '.join(map(repr, unknown))}; choose from: all, "
                           f"{', '.join(FORMATS)}")
-    wanted = set(names) | set(ALWAYS)
+    wanted = set(names) | set(ALWAYS) | {RIDES_WITH[name] for name in names if name in RIDES_WITH}
     return tuple(name for name in FORMATS if name in wanted)

@@ -136,7 +136,7 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
             outcome, probabilities = exporter.export(name)
             outcomes[name] = outcome
             if probabilities is not None:
-                expected = reference_uncropped if name == "savedmodel-bytes" else reference
+                expected = reference_uncropped if FORMATS[name].variant == "bytes" else reference
                 try:
                     results[name] = compare(name, expected, probabilities, samples.labels,
                                             thresholds_for(name, overrides))
@@ -245,7 +245,7 @@ class _FormatExporter:
             except Exception as error:
                 self.onnx_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
                 raise
-        model = self.onnx_fp32 if variant == "fp32" else make_variant(
+        model = self.onnx_fp32 if variant in ("fp32", "bytes") else make_variant(
             self.onnx_fp32, variant, self.calibration.images if self.calibration else None,
             calibration=self.config.onnx_calibration, float_convs=self.config.int8_float_convs)
         filename = FORMATS[_format_name("onnx", variant)].filename
@@ -284,10 +284,24 @@ class _FormatExporter:
         if spec.family == "onnx":
             from export.onnx_runtime import open_session, predict_probabilities
 
-            return predict_probabilities(open_session(path, threads=self.threads), self.samples.images)
+            images = self.samples.images
+            if spec.variant == "bytes":  # the edge install's decode, not the training pipeline's
+                from training.data.numpy_decode import load_image
+
+                images = np.stack([load_image(data, self.run.image_size) for data in self.samples.encoded])
+                _log_decode_difference(images, self.samples.uncropped)
+            return predict_probabilities(open_session(path, threads=self.threads), images)
         from export.tflite_export import run_litert
 
         return run_litert(path.read_bytes(), self.samples.images, threads=self.threads)
+
+
+def _log_decode_difference(decoded: np.ndarray, pipeline: np.ndarray) -> None:
+    difference = np.abs(decoded - pipeline)
+    level = logging.INFO if not difference.any() else logging.WARNING
+    log.log(level, "onnx-bytes: TensorFlow-free decode vs the training pipeline on %d files: max |Δ pixel| %g, "
+            "%d of %d values differ", len(decoded), float(difference.max(initial=0.0)),
+            int(np.count_nonzero(difference)), difference.size)
 
 
 def _format_name(family: str, variant: str) -> str:

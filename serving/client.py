@@ -5,6 +5,9 @@ input names and image size from there instead of hard-coding them. Requests
 carry a deadline; UNAVAILABLE (server starting, version swapping, connection
 reset) is retried with exponential backoff, nothing else is; inputs larger
 than ``batch_size`` are sent in several requests.
+
+Messages are serving/generated's (wire-identical to tensorflow-serving-api's),
+so the client runs in the edge install, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _merge(parts: list[Prediction]) -> Prediction:
 
 class GrpcClient:
     def __init__(self, target: str, options: ClientOptions) -> None:
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+        from serving.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.options = options
         channel_options = [("grpc.max_send_message_length", options.max_message_bytes),
@@ -127,8 +130,7 @@ class GrpcClient:
     def signatures(self) -> dict[str, dict]:
         """signature -> {"inputs": {name: (dtype, shape)}, "outputs": {...}} from GetModelMetadata (cached)."""
         if self._signatures is None:
-            from tensorflow.core.framework import types_pb2
-            from tensorflow_serving.apis import get_model_metadata_pb2
+            from serving.protos import get_model_metadata_pb2, types_pb2
 
             request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
             self._spec(request.model_spec)
@@ -153,7 +155,7 @@ class GrpcClient:
         return name, shape
 
     def status(self) -> list[tuple[int, str]]:
-        from tensorflow_serving.apis import get_model_status_pb2
+        from serving.protos import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request.model_spec)
@@ -162,15 +164,24 @@ class GrpcClient:
         return [(s.version, states.Name(s.state)) for s in response.model_version_status]
 
     def _predict(self, signature: str, value: np.ndarray) -> Prediction:
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
+        from serving.protos import predict_pb2
+        from serving.tensors import TensorProtoError, fill_proto, to_array
 
         name, _ = self._input(signature)
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, signature)
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        fill_proto(request.inputs[name], value, as_content=value.dtype.kind not in "OSU")  # as make_tensor_proto
         response = self._call(self.predictions.Predict, request)
-        outputs = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+        limit = self.options.max_message_bytes  # the response fit in a message of this size
+        try:
+            outputs = {key: to_array(proto, max_elements=limit, max_bytes=limit)
+                       for key, proto in response.outputs.items()}
+        except TensorProtoError as error:
+            raise ClientError("INTERNAL", f"the server's answer holds a malformed tensor: {error}") from None
+        missing = {"probabilities", "class_ids", "class_names"} - outputs.keys()
+        if missing:
+            raise ClientError("INTERNAL", f"the answer has no {', '.join(sorted(missing))} output: the model is "
+                                          f"not an ftx export (outputs: {', '.join(sorted(outputs)) or 'none'})")
         return Prediction(outputs["probabilities"], outputs["class_ids"],
                           [n.decode() for n in outputs["class_names"]])
 
@@ -189,8 +200,7 @@ class GrpcClient:
 
     def classify(self, encoded: list[bytes]) -> list[list[tuple[str, float]]]:
         """The Classify RPC on tf.Examples holding each image under ``image/encoded``."""
-        from tensorflow.core.example import example_pb2
-        from tensorflow_serving.apis import classification_pb2
+        from serving.protos import classification_pb2
 
         results = []
         for part in _batches(list(encoded), self.options.batch_size):

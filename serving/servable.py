@@ -122,20 +122,17 @@ def image_pixels(data: bytes) -> tuple[int, int]:
 
 
 def decode_image(data: bytes, image_size: int, max_pixels: int) -> np.ndarray:
-    """float32 [S, S, 3] RGB 0-255 exactly as training and the SavedModel's bytes signature make it."""
+    """float32 [S, S, 3] RGB 0-255, bit-identical to training's decode and resize, without TensorFlow."""
     width, height = image_pixels(data)
     if width * height > max_pixels:
         raise ServingError.invalid(f"an image of {width}x{height} pixels is larger than the limit of {max_pixels} "
                                    "pixels (ftx serve --max_image_pixels)")
-    import tensorflow as tf
-
-    from training.data.decode import decode_native, resize_rounded
+    from training.data.numpy_decode import ImageDecodeError, load_image
 
     try:
-        return resize_rounded(decode_native(tf.constant(data)), image_size).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError) as error:
-        message = str(getattr(error, "message", error)).splitlines()[0]
-        raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): {message}") from None
+        return load_image(data, image_size)
+    except ImageDecodeError as error:
+        raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): {error}") from None
 
 
 def read_manifest(version_dir: Path) -> dict:

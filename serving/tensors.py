@@ -16,14 +16,10 @@ dtypes are plain ``types.proto`` enum ints.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
 
 import numpy as np
-
-try:  # numpy has no bfloat16; ml_dtypes (a TensorFlow dependency) provides TF's own
-    from ml_dtypes import bfloat16 as _bfloat16
-except ImportError:  # edge install without it: DT_BFLOAT16 is then unsupported
-    _bfloat16 = None
 
 MAX_RANK = 32
 # types.proto in enum order; the index is the DT_* value (tests check it against types_pb2).
@@ -38,15 +34,58 @@ _TABLE: dict[int, tuple[object, str, str]] = {
     1: ("float32", "float_val", "float32"), 2: ("float64", "double_val", "float64"),
     3: ("int32", "int_val", "int32"), 4: ("uint8", "int_val", "int32"), 5: ("int16", "int_val", "int32"),
     6: ("int8", "int_val", "int32"), 7: ("O", "string_val", "O"), 8: ("complex64", "scomplex_val", "float32"),
-    9: ("int64", "int64_val", "int64"), 10: ("bool", "bool_val", "bool"), 14: (_bfloat16, "half_val", "int32"),
+    9: ("int64", "int64_val", "int64"), 10: ("bool", "bool_val", "bool"), 14: ("bfloat16", "half_val", "int32"),
     17: ("uint16", "int_val", "int32"), 18: ("complex128", "dcomplex_val", "float64"),
     19: ("float16", "half_val", "int32"), 22: ("uint32", "uint32_val", "uint32"),
     23: ("uint64", "uint64_val", "uint64"),
 }
 _PACKED_FIXED = {"float_val", "double_val", "scomplex_val", "dcomplex_val"}  # wire bytes == numpy '<' bytes
 
-SUPPORTED: dict[int, np.dtype] = {enum: np.dtype(row[0]) for enum, row in _TABLE.items() if row[0] is not None}
-_ENUM_OF = {dtype: enum for enum, dtype in SUPPORTED.items() if enum != 7}
+BFLOAT16 = 14
+
+
+@cache
+def _bfloat16() -> np.dtype | None:
+    """numpy has no bfloat16; ml_dtypes (TF's own) has, but takes 0.7 s to import: only when a tensor needs it."""
+    try:
+        from ml_dtypes import bfloat16
+    except ImportError:
+        return None
+    return np.dtype(bfloat16)
+
+
+class _Dtypes(Mapping):
+    """DT_* -> numpy dtype; DT_BFLOAT16 resolves (and imports ml_dtypes) on first use only."""
+
+    def __init__(self) -> None:
+        self._plain = {enum: np.dtype(row[0]) for enum, row in _TABLE.items() if enum != BFLOAT16}
+
+    def __getitem__(self, enum: int) -> np.dtype:
+        if enum == BFLOAT16 and _bfloat16() is not None:
+            return _bfloat16()
+        return self._plain[enum]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted({*self._plain, *((BFLOAT16,) if _bfloat16() is not None else ())}))
+
+    def __len__(self) -> int:
+        return len(self._plain) + (_bfloat16() is not None)
+
+    def __contains__(self, enum: object) -> bool:
+        return enum in self._plain or (enum == BFLOAT16 and _bfloat16() is not None)
+
+
+SUPPORTED: Mapping[int, np.dtype] = _Dtypes()
+
+
+def enum_of(dtype: np.dtype) -> int | None:
+    """The DT_* of a numeric numpy dtype (native byte order), None when TensorProto has none."""
+    if dtype.name == "bfloat16":  # only an ml_dtypes array can have it: ml_dtypes is imported already
+        return BFLOAT16
+    return _ENUM_OF.get(dtype)
+
+
+_ENUM_OF = {dtype: enum for enum, dtype in SUPPORTED._plain.items() if enum != 7}
 
 
 class TensorProtoError(ValueError):
@@ -73,7 +112,7 @@ def numpy_dtype(enum: int) -> np.dtype:
     """The numpy dtype for a DT_* enum; anything a request cannot carry as plain values is refused."""
     if enum in SUPPORTED:
         return SUPPORTED[enum]
-    if enum == 14:
+    if enum == BFLOAT16:
         raise TensorProtoError("dtype DT_BFLOAT16 needs the ml_dtypes package, which is not installed")
     known = ", ".join(dtype_name(e) for e in sorted(SUPPORTED))
     raise TensorProtoError(f"unsupported dtype {dtype_name(enum)} ({enum!r}); supported: {known}")
@@ -190,7 +229,7 @@ def fill_proto(proto, array: np.ndarray, *, as_content: bool = False) -> None:
     """Overwrite ``proto`` with ``array`` as TF Serving's AsProtoField does, or as tensor_content when asked."""
     array = np.asarray(array)
     native = array.dtype if array.dtype.kind in "OSU" else array.dtype.newbyteorder("=")
-    enum = 7 if native.kind in "OSU" else _ENUM_OF.get(native)
+    enum = 7 if native.kind in "OSU" else enum_of(native)
     if enum is None:
         raise TensorProtoError(f"arrays of dtype {array.dtype!r} have no supported TensorProto dtype")
     proto.Clear()

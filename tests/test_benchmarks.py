@@ -135,14 +135,14 @@ def test_split_images_are_the_whole_test_split_and_cached(tiny_run, reference):
     assert again.directory == images.directory  # cached: not decoded twice
 
 
-@pytest.mark.parametrize("format_name", ["keras", "savedmodel", "savedmodel-bytes", "onnx", "tflite"])
+@pytest.mark.parametrize("format_name", ["keras", "savedmodel", "savedmodel-bytes", "onnx", "onnx-bytes", "tflite"])
 def test_runners_give_the_keras_answers(format_name, tiny_run, tiny_export, reference):
     from benchmarks.runners import open_runner, runner_spec
 
     images, inputs, batch, expected = reference
     runner = open_runner(runner_spec(format_name, tiny_export, tiny_run), "cpu", threads=1)
     try:
-        kind = "encoded" if format_name == "savedmodel-bytes" else "images"
+        kind = "encoded" if format_name.endswith("-bytes") else "images"
         assert runner.input_kind == kind
         for size in (1, 5, 12):  # LiteRT resizes its input between batch sizes
             got = np.asarray(runner.predict(inputs.batch(kind, np.arange(size))))
@@ -355,7 +355,7 @@ def test_cli_checks_arguments_before_measuring(tiny_export, tmp_path, capsys):
     assert _bench(tiny_export, "--formats", "onnx,pytorch", "--out", tmp_path / "a") == 2
     assert "unknown format(s) 'pytorch'" in capsys.readouterr().err
     assert _bench(tiny_export, "--formats", "onnx-fp16", "--out", tmp_path / "b") == 2
-    assert "onnx-fp16: not in this export; this export has keras, savedmodel, savedmodel-bytes, onnx, tflite, " \
+    assert "onnx-fp16: not in this export; this export has keras, savedmodel, savedmodel-bytes, onnx, onnx-bytes, tflite, " \
            "tflite-int8" in capsys.readouterr().err
     assert _bench(tiny_export, "--batch-sizes", "0,4", "--out", tmp_path / "c") == 2
     assert "batch sizes must be integers >= 1" in capsys.readouterr().err

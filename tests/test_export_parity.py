@@ -89,8 +89,9 @@ def test_verdict_blesses_only_when_everything_converted_and_passed():
 
 
 def test_format_lists():
-    assert parse_formats("tflite, onnx") == ("savedmodel", "savedmodel-bytes", "onnx", "tflite")
-    assert parse_formats("all") == DEFAULT_FORMATS and len(DEFAULT_FORMATS) == 10
+    assert parse_formats("tflite, onnx") == ("savedmodel", "savedmodel-bytes", "onnx", "onnx-bytes", "tflite")
+    assert parse_formats("tflite") == ("savedmodel", "savedmodel-bytes", "tflite")
+    assert parse_formats("all") == DEFAULT_FORMATS and len(DEFAULT_FORMATS) == 11
     with pytest.raises(FormatError, match="unknown format.*'coreml'.*choose from: all, savedmodel"):
         parse_formats("onnx,coreml")
     with pytest.raises(FormatError, match="no formats given"):
@@ -120,4 +121,4 @@ def test_export_config_from_dict_refuses_unknown_keys():
     with pytest.raises(ConfigError, match=r"unknown export key\(s\) \['format'\]"):
         ExportConfig.from_dict({"run_dir": "r", "name": "m", "format": "onnx"})
     config = ExportConfig.from_dict({"run-dir": "r", "name": "m", "formats": "onnx,tflite"}).validate()
-    assert config.formats == ["savedmodel", "savedmodel-bytes", "onnx", "tflite"]
+    assert config.formats == ["savedmodel", "savedmodel-bytes", "onnx", "onnx-bytes", "tflite"]

@@ -71,7 +71,7 @@ def test_parity_json_holds_every_format_against_keras(full_export):
     result, _ = full_export
     parity = json.loads((result.directory / "parity.json").read_text())
     assert parity["blessed"] is True and parity["images"] == 12 and parity["split"] == "test"
-    assert set(parity["formats"]) == {"savedmodel", "savedmodel-bytes", "onnx", "onnx-fp16", "onnx-int8-dynamic",
+    assert set(parity["formats"]) == {"savedmodel", "savedmodel-bytes", "onnx", "onnx-bytes", "onnx-fp16", "onnx-int8-dynamic",
                                       "onnx-int8-static", "tflite", "tflite-fp16", "tflite-int8-dynamic",
                                       "tflite-int8"}
     for name, entry in parity["formats"].items():

@@ -14,6 +14,8 @@ import logging
 import signal
 import sys
 
+from training.installs import MissingInstall, missing_install_message
+
 # subcommand -> (module, one-line help). Later stages add their rows here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.train_cli", "fine-tune a backbone on a folder of images"),
@@ -53,10 +55,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for package in OWN_PACKAGES:
         logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
     signal.signal(signal.SIGTERM, _terminated)  # clean up staged output on `kill` as on Ctrl-C
     try:
+        module = importlib.import_module(SUBCOMMANDS[args.command][0])
         return int(module.run(args) or 0)
+    except (ModuleNotFoundError, MissingInstall) as error:  # the edge install lacks TensorFlow and the converters
+        message = str(error) if isinstance(error, MissingInstall) else \
+            missing_install_message(f"ftx {args.command}", error)
+        if message is None:
+            raise
+        print(f"ftx {args.command}: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,53 @@
+"""Which install has what: the edge install (``ftx[edge]``) lacks TensorFlow and the converters.
+
+A command that needs a package the edge install leaves out says so in one
+line, with the pip command, instead of an ImportError's traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+FULL_INSTALL = "pip install 'ftx[cpu]' (CUDA: 'ftx[gpu]')"
+EDGE_INSTALL = "pip install 'ftx[edge]' (CUDA: 'ftx[edge-gpu]')"
+# top-level module -> (what it is, the install that has it)
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("TensorFlow", FULL_INSTALL),
+    "keras": ("Keras", FULL_INSTALL),
+    "tf2onnx": ("tf2onnx", FULL_INSTALL),
+    "onnx": ("the onnx package", FULL_INSTALL),
+    "tensorflow_serving": ("tensorflow-serving-api", FULL_INSTALL),
+    "tomli_w": ("tomli-w", FULL_INSTALL),
+    "markdown": ("markdown", FULL_INSTALL),
+    "matplotlib": ("matplotlib", "pip install 'ftx[plots]' (or the full install, 'ftx[cpu]')"),
+    "onnxruntime": ("ONNX Runtime", EDGE_INSTALL),
+    "ai_edge_litert": ("LiteRT (ai-edge-litert)", EDGE_INSTALL),
+}
+
+
+def has(module: str) -> bool:
+    """True when ``module`` can be imported here (looked up, not imported)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def needs(what: str, module: str) -> str:
+    """One line: ``what`` needs ``module``'s package, and the install that brings it."""
+    package, install = PROVIDERS.get(module, (module, FULL_INSTALL))
+    return f"{what} needs {package}, which this install does not have; {install}"
+
+
+def missing_install_message(what: str, error: ModuleNotFoundError) -> str | None:
+    """The one-line message for an import that failed because this install lacks a package, else None."""
+    top = (error.name or "").split(".")[0]
+    return needs(what, top) if top in PROVIDERS else None
+
+
+def require(what: str, *modules: str) -> None:
+    """Raise ``MissingInstall`` naming the first of ``modules`` this install lacks."""
+    for module in modules:
+        if not has(module):
+            raise MissingInstall(needs(what, module))
+
+
+class MissingInstall(RuntimeError):
+    """A feature needs a package this install lacks; the message has the pip command."""
