@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+EDGE_VENV := .venv-edge
+EDGE_WORK := $(CURDIR)/build/edge-test
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-edge clean
 
 setup: $(VENV)/.installed
 
@@ -17,7 +19,21 @@ demo: setup
 	$(BIN)/ftx demo
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --durations=15 tests --ignore=tests/edge
+	$(MAKE) test-edge
+
+# The edge install, as a user gets it: a fresh venv, `pip install '.[edge]'`, no TensorFlow. The full venv
+# trains and exports the model it serves; the tests run outside the checkout, against the installed package.
+test-edge: setup
+	rm -rf $(EDGE_VENV) $(EDGE_WORK)
+	$(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install -q --upgrade pip
+	$(EDGE_VENV)/bin/pip install -q '.[edge]' 'pytest>=8' 'pytest-xdist>=3.5'
+	@if $(EDGE_VENV)/bin/python -c 'import tensorflow' 2>/dev/null; then \
+		echo 'the edge install has TensorFlow' >&2; exit 1; fi
+	$(BIN)/python tests/edge/make_export.py $(EDGE_WORK)
+	cd tests/edge && FTX_EDGE_EXPORT=$(EDGE_WORK) FTX_HOME=$(EDGE_WORK)/home \
+		$(CURDIR)/$(EDGE_VENV)/bin/python -m pytest -n 2 -p no:cacheprovider .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(EDGE_VENV) build *.egg-info

@@ -24,6 +24,7 @@ from benchmarks.measure import WindowPolicy
 from benchmarks.runners import BENCH_FORMATS, DEVICES, KERAS, runner_spec
 from benchmarks.serving_sweep import MODES, SweepConfig
 from benchmarks.worker import WorkerSpec, spec_json
+from export.formats import FORMATS
 from export.manifest import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
@@ -198,20 +199,34 @@ def read_export(path: Path | str) -> ExportUnderTest:
 
 
 def resolve_formats(config: BenchConfig, export: ExportUnderTest) -> list[str]:
+    from training.installs import has, needs
+
     available = export.available
     if config.formats is None:
         wanted = available
+        if not has("tensorflow"):  # the edge install: measure what runs here, and say what was left out
+            left = [name for name in wanted if _needs_tensorflow(name)]
+            wanted = [name for name in wanted if not _needs_tensorflow(name)]
+            if left:
+                log.warning("not measured: %s (%s)", ", ".join(left), needs("they", "tensorflow"))
     else:
         missing = [name for name in config.formats if name not in available]
         if missing:
             why = "its source run (model.keras) is not on this machine" if missing == [KERAS] else "not in this export"
             raise BenchError(f"format(s) {', '.join(missing)}: {why}; this export has {', '.join(available)}")
         wanted = [name for name in BENCH_FORMATS if name in config.formats]
+        blocked = [name for name in wanted if _needs_tensorflow(name)]
+        if blocked and not has("tensorflow"):
+            raise BenchError(f"format(s) {', '.join(blocked)}: " + needs("they", "tensorflow"))
     if config.device == "cuda":
         wanted = [name for name in wanted if runner_spec(name, export.version_dir, export.run_dir).supports("cuda")]
         if not wanted:
             raise BenchError("--device cuda measures ONNX formats and this selection has none")
     return wanted
+
+
+def _needs_tensorflow(name: str) -> bool:
+    return name == KERAS or FORMATS[name].family == "savedmodel"
 
 
 def default_out(export: ExportUnderTest) -> Path:

@@ -97,5 +97,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ftx bench: {error}", file=sys.stderr)
         return 2
     print((out / "summary.md").read_text())
-    print(f"reports in {out}: summary.md, results.json, measurements.csv, PNG plots")
+    written = sorted(path.name for path in out.iterdir() if path.is_file())
+    print(f"reports in {out}: {', '.join(written)}")
     return 0

@@ -8,6 +8,7 @@ results.json with :func:`write_reports`.
 from __future__ import annotations
 
 import csv
+import logging
 import io
 import math
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from benchmarks.environment import one_line
 from training.atomic import write_json, write_text
+
+log = logging.getLogger(__name__)
 
 MEASUREMENT_COLUMNS = ("format", "runtime", "precision", "device", "threads", "batch_size", "throughput", "mean_ms",
                        "p50_ms", "p90_ms", "p95_ms", "p99_ms", "calls", "windows", "stable", "load_seconds",
@@ -213,10 +216,13 @@ def summary_markdown(results: dict) -> str:
     if checks:
         lines += ["", "## Goals", "", "| goal | measured | result |", "|---|---|---|"]
         lines += [f"| {c['goal']} | {c['measured']} | {'met' if c['passed'] else '**missed**'} |" for c in checks]
-    lines += ["", "## Plots", "", "![latency vs throughput](latency_vs_throughput.png)", "",
-              "![per format](formats.png)"]
-    if results.get("serving"):
-        lines += ["", "![serving](serving.png)"]
+    from training.installs import has
+
+    if has("matplotlib"):
+        lines += ["", "## Plots", "", "![latency vs throughput](latency_vs_throughput.png)", "",
+                  "![per format](formats.png)"]
+        if results.get("serving"):
+            lines += ["", "![serving](serving.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -229,8 +235,8 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def write_reports(directory: Path, results: dict) -> list[Path]:
-    """results.json, measurements.csv, serving.csv, summary.md and the PNG plots."""
-    from benchmarks import plots
+    """results.json, measurements.csv, serving.csv, summary.md and the PNG plots (where matplotlib is installed)."""
+    from training.installs import has, needs
 
     results = {**results, "goals": goals(results)}
     written = [write_json(directory / "results.json", results),
@@ -238,5 +244,10 @@ def write_reports(directory: Path, results: dict) -> list[Path]:
                write_text(directory / "summary.md", summary_markdown(results))]
     if results.get("serving"):
         written.append(write_text(directory / "serving.csv", _csv(results["serving"], SERVING_COLUMNS)))
-    written += plots.write_plots(directory, results)
+    if has("matplotlib"):
+        from benchmarks import plots
+
+        written += plots.write_plots(directory, results)
+    else:  # the edge install: the tables are written, the plots are not
+        log.warning("%s", needs("the plots", "matplotlib") + "; the tables are written without them")
     return written

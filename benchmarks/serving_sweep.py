@@ -100,8 +100,9 @@ class ServeProcess:
 
 def _grpc_caller(server: ServeProcess, mode: str, images: np.ndarray, encoded: list[bytes]) -> Callable:
     import grpc
-    from tensorflow import make_tensor_proto
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.protos import predict_pb2, prediction_service_pb2_grpc
+    from serving.tensors import fill_proto
 
     requests = []
     for index in range(len(images)):
@@ -109,10 +110,10 @@ def _grpc_caller(server: ServeProcess, mode: str, images: np.ndarray, encoded: l
         request.model_spec.name = server.name
         if mode == "grpc-tensor":
             request.model_spec.signature_name = "serving_default"
-            request.inputs["images"].CopyFrom(make_tensor_proto(images[index:index + 1]))
+            fill_proto(request.inputs["images"], images[index:index + 1], as_content=True)  # as make_tensor_proto
         else:
             request.model_spec.signature_name = "serving_bytes"
-            request.inputs["images_bytes"].CopyFrom(make_tensor_proto([encoded[index]]))
+            fill_proto(request.inputs["images_bytes"], np.array([encoded[index]], dtype=object))
         requests.append(request)
 
     def connect():

@@ -1,7 +1,8 @@
 """The run's whole test split, decoded once into a memory-mapped uint8 array every benchmark process reads.
 
 Images go through the training pipeline (same decode, resize and ROI crop as
-evaluation), 64 at a time, so 10,000 images at 224x224 never sit in memory as
+evaluation), or, in the edge install, through ``numpy_decode``, which gives the
+same pixels without TensorFlow; 64 at a time, so 10,000 images at 224x224 never sit in memory as
 float32 (6 GB). The arrays are cached under ``FTX_HOME/bench-inputs`` keyed by
 the run's data and image settings.
 """
@@ -44,7 +45,6 @@ def materialise(run: TrainedRun, count: int | None = None, progress: bool = Fals
         meta = json.loads((directory / "meta.json").read_text())
         return SplitImages(directory, meta["count"], meta["split"])
     from training.data import load_splits
-    from training.phase_inputs import split_dataset
 
     config = run.config
     try:
@@ -65,8 +65,7 @@ def materialise(run: TrainedRun, count: int | None = None, progress: bool = Fals
         with tqdm(total=len(records), desc="test images", unit="img", disable=not progress, leave=False) as bar:
             for start in range(0, len(records), CHUNK):
                 chunk = records[start:start + CHUNK]
-                batch = np.concatenate([x.numpy() for x, _ in split_dataset(chunk, size, CHUNK,
-                                                                          bool(config.get("roi_crop")))])
+                batch = _decode(chunk, size, bool(config.get("roi_crop")))
                 images[start:start + len(chunk)] = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
                 bar.update(len(chunk))
         images.flush()
@@ -75,3 +74,16 @@ def materialise(run: TrainedRun, count: int | None = None, progress: bool = Fals
         (stage / "files.json").write_text(json.dumps([str(r.path.resolve()) for r in records]))
         (stage / "meta.json").write_text(json.dumps({"count": len(records), "split": split, "run": str(run.path)}))
     return SplitImages(directory, len(records), split)
+
+
+def _decode(records, size: int, crop_roi: bool) -> np.ndarray:
+    """float32 [N, S, S, 3]: tf.data's parallel decode where TensorFlow is installed, else numpy_decode's."""
+    from training.installs import has
+
+    if has("tensorflow"):
+        from training.phase_inputs import split_dataset
+
+        return np.concatenate([x.numpy() for x, _ in split_dataset(records, size, len(records), crop_roi)])
+    from training.data.numpy_decode import load_image
+
+    return np.stack([load_image(r.path.read_bytes(), size, r.roi if crop_roi else None) for r in records])

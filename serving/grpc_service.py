@@ -1,7 +1,7 @@
 """TF Serving's gRPC API (PredictionService, ModelService) over a :class:`ModelStore`.
 
-Messages and stubs are tensorflow-serving-api's own, so any TF Serving client
-works unchanged; behaviour and wording follow ``model_servers/*_impl.cc``.
+Messages and stubs are serving/generated's, wire-identical to
+tensorflow-serving-api's, so any TF Serving client works unchanged; behaviour and wording follow ``model_servers/*_impl.cc``.
 Every failure becomes a gRPC status; nothing a client sends stops the server.
 """
 

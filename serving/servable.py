@@ -2,9 +2,10 @@
 
 Both backends reduce to one function, float32 RGB images -> probabilities:
 ONNX Runtime on ``model.onnx`` (the edge default) or the SavedModel's
-``serving_default``. Encoded images and tf.Examples are decoded here with the
-training pipeline's own decode and resize, so every backend and every way in
-gives the Keras model's pixels. Before a version is accepted its files are
+``serving_default``. Encoded images and tf.Examples are decoded here by
+``training.data.numpy_decode``, bit-identical to the training pipeline's decode
+and resize and free of TensorFlow, so every backend and every way in gives the
+Keras model's pixels. Before a version is accepted its files are
 checked against the export manifest's sizes and sha256 (a half-copied or
 damaged version fails to load instead of being served) and its label count
 against the model's outputs.

@@ -48,7 +48,15 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        parser = build_parser(argv)
+    except ModuleNotFoundError as error:  # the subcommand's module needs what the edge install lacks
+        message = missing_install_message(error)
+        if message is None:
+            raise
+        print(f"ftx {next(a for a in argv if not a.startswith('-'))}: {message}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     # ftx's own loggers speak at INFO; third-party libraries (ONNX Runtime's quantizer logs every tensor
     # on the root logger) only from WARNING on, unless --verbose
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -60,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(SUBCOMMANDS[args.command][0])
         return int(module.run(args) or 0)
     except (ModuleNotFoundError, MissingInstall) as error:  # the edge install lacks TensorFlow and the converters
-        message = str(error) if isinstance(error, MissingInstall) else \
-            missing_install_message(f"ftx {args.command}", error)
+        message = str(error) if isinstance(error, MissingInstall) else missing_install_message(error)
         if message is None:
             raise
         print(f"ftx {args.command}: {message}", file=sys.stderr)

@@ -27,7 +27,10 @@ PROVIDERS: dict[str, tuple[str, str]] = {
 
 def has(module: str) -> bool:
     """True when ``module`` can be imported here (looked up, not imported)."""
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a half-removed package
+        return False
 
 
 def needs(what: str, module: str) -> str:
@@ -36,10 +39,10 @@ def needs(what: str, module: str) -> str:
     return f"{what} needs {package}, which this install does not have; {install}"
 
 
-def missing_install_message(what: str, error: ModuleNotFoundError) -> str | None:
-    """The one-line message for an import that failed because this install lacks a package, else None."""
+def missing_install_message(error: ModuleNotFoundError) -> str | None:
+    """"needs <package>...; pip install ..." for an import that failed because this install lacks a package."""
     top = (error.name or "").split(".")[0]
-    return needs(what, top) if top in PROVIDERS else None
+    return needs("", top).lstrip() if top in PROVIDERS else None
 
 
 def require(what: str, *modules: str) -> None:
