@@ -129,11 +129,15 @@ def _spans(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gather(image: np.ndarray, axis: int, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    moved = np.moveaxis(image, axis, 0)
+    moved = np.ascontiguousarray(np.moveaxis(image, axis, 0))  # contiguous rows make each tap one block copy
     out = np.zeros((len(starts),) + moved.shape[1:], np.float32)
+    term = np.empty_like(out)
     shape = (-1,) + (1,) * (moved.ndim - 1)
+    last = moved.shape[0] - 1
     for tap in range(weights.shape[1]):  # ascending taps: TensorFlow's summation order
-        out += weights[:, tap].reshape(shape) * moved[np.minimum(starts + tap, moved.shape[0] - 1)]
+        np.take(moved, np.minimum(starts + tap, last), axis=0, out=term)
+        term *= weights[:, tap].reshape(shape)
+        out += term
     return np.moveaxis(out, 0, axis)
 
 
