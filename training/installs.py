@@ -33,16 +33,20 @@ def has(module: str) -> bool:
         return False
 
 
+def _lacking(module: str) -> str:
+    package, install = PROVIDERS.get(module, (module, FULL_INSTALL))
+    return f"needs {package}, which this install does not have; {install}"
+
+
 def needs(what: str, module: str) -> str:
     """One line: ``what`` needs ``module``'s package, and the install that brings it."""
-    package, install = PROVIDERS.get(module, (module, FULL_INSTALL))
-    return f"{what} needs {package}, which this install does not have; {install}"
+    return f"{what} {_lacking(module)}"
 
 
 def missing_install_message(error: ModuleNotFoundError) -> str | None:
     """"needs <package>...; pip install ..." for an import that failed because this install lacks a package."""
     top = (error.name or "").split(".")[0]
-    return needs("", top).lstrip() if top in PROVIDERS else None
+    return _lacking(top) if top in PROVIDERS else None
 
 
 def require(what: str, *modules: str) -> None:
