@@ -25,6 +25,7 @@ from benchmarks.runners import BENCH_FORMATS, DEVICES, KERAS, runner_spec
 from benchmarks.serving_sweep import MODES, SweepConfig
 from benchmarks.worker import WorkerSpec, spec_json
 from export.formats import FORMATS
+from training.children import tied_to_parent
 from export.manifest import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,8 @@ def run_worker(spec: WorkerSpec, work: Path, label: str, on_progress=None) -> di
     log_path.parent.mkdir(exist_ok=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     with open(log_path, "w") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+        process = subprocess.Popen(tied_to_parent([sys.executable, "-m", "benchmarks.worker", str(spec_path),
+                                                   str(result_path)]),
                                    stdout=log_file, stderr=subprocess.STDOUT, env=env)
         try:
             while True:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.children import tied_to_parent
+
 MODES = ("grpc-tensor", "grpc-bytes", "rest-tensor", "rest-bytes")
 
 
@@ -74,7 +76,8 @@ class ServeProcess:
         command += ["--enable_batching"] if batching else []
         self.log_path = log_path
         self.log = open(log_path, "w")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(tied_to_parent(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
         for line in self.process.stdout:
             self.log.write(line)
             if "Ctrl-C stops" in line:

@@ -19,6 +19,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
+from training.children import tied_to_parent
+
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
 PROBABILITIES = "probabilities"
@@ -38,7 +40,7 @@ def convert_saved_model(saved_model_dir: Path, opset: int = DEFAULT_OPSET, timeo
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model_dir),
                    "--signature_def", "serving_default", "--opset", str(opset), "--output", str(output)]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+            result = subprocess.run(tied_to_parent(command), capture_output=True, text=True, timeout=timeout_s,
                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         except subprocess.TimeoutExpired:
             raise ConversionError(f"tf2onnx did not finish within {timeout_s} s on {saved_model_dir}; "

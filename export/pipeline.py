@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from export.parity import FormatParity, Verdict, compare, parse_overrides, thres
 from export.run_dir import TrainedRun, read_run
 from export.samples import Samples, load_samples
 from export.versions import VersionError, choose_version, rejected_dir
+from training import staging
 from training.atomic import write_json, write_text
 from training.interrupts import InterruptWatch
 
@@ -103,6 +103,7 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
     run = read_run(config.run_dir)
     overrides = parse_overrides(config.thresholds)
     model_dir = Path(config.out).expanduser() / config.name
+    staging.sweep(model_dir, ".", "export")  # stages of exports killed with SIGKILL: they never published
     version = choose_version(model_dir, config.version)
     formats = list(config.formats)
     needs_calibration = "onnx-int8-static" in formats or "tflite-int8" in formats
@@ -124,10 +125,8 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
     log.info("parity on %d %s images; Keras accuracy there %.4f", len(samples.labels), samples.split,
              float(np.mean(reference.argmax(axis=1) == samples.labels)))
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=model_dir))
+    stage = staging.make_stage(model_dir, f".{version}.")
     try:
-        stage.chmod(0o755)
         exporter = _FormatExporter(run, config, stage, samples, calibration, keras_model, watch)
         outcomes: dict[str, FormatOutcome] = {}
         results: dict[str, FormatParity] = {}
@@ -156,9 +155,10 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
             raise VersionError(f"version {version} of {config.name} appeared at {destination} while this export "
                                "ran (another export?); nothing was published, run again to take the next version")
         os.replace(stage, destination)
+        staging.release(stage)
         bar.update()
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        staging.discard(stage)
         raise
     finally:
         bar.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,16 +49,20 @@ def staged_directory(final: Path | str) -> Iterator[Path]:
     ``final`` must not exist. On an exception the temporary directory is removed
     and ``final`` is untouched. The directory gets mode 0755 (``mkdtemp`` makes
     it 0700), as an ordinary published folder would, since caches may be shared.
+    It is owned (``training.staging``): one a killed process left is removed
+    by the next call for the same ``final``.
     """
+    from training import staging
+
     final = Path(final)
     if final.exists():
         raise FileExistsError(f"{final} already exists; refusing to overwrite it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    staging.sweep(final.parent, f".{final.name}.", "ftx process")  # what a SIGKILL left of an earlier try
+    tmp = staging.make_stage(final.parent, f".{final.name}.")
     try:
-        tmp.chmod(0o755)
         yield tmp
         os.replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staging.discard(tmp)
         raise
+    staging.release(tmp)
