@@ -126,3 +126,67 @@ def test_export_killed_during_tf2onnx_takes_the_converter_with_it_and_the_next_e
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"removed 1 staging directory left in {tmp_path / 'tiny'} by a killed export" in again.stderr
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["1"]  # published; nothing hidden left
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+CORRUPTIONS = {  # case -> (how, the start of the one-line error after the run's path)
+    "model.keras missing": (lambda run: (run / "model.keras").unlink(), "is not a complete ftx run: missing model.keras"),
+    "model.keras empty": (lambda run: (run / "model.keras").write_bytes(b""), "/model.keras is empty"),
+    "model.keras truncated": (lambda run: _truncate(run / "model.keras"), "/model.keras is not a Keras model file"),
+    "model.keras garbage": (lambda run: (run / "model.keras").write_bytes(os.urandom(4096)),
+                            "/model.keras is not a Keras model file"),
+    "saved_model.pb truncated": (lambda run: _truncate(run / "saved_model" / "saved_model.pb"),
+                                 "/saved_model/saved_model.pb is not a SavedModel"),
+    "saved_model.pb garbage": (lambda run: (run / "saved_model" / "saved_model.pb").write_bytes(b"\xff" * 999),
+                               "/saved_model/saved_model.pb is not a SavedModel"),
+    "labels.txt empty": (lambda run: (run / "labels.txt").write_text(""), "/labels.txt is empty"),
+    "labels.txt binary": (lambda run: (run / "labels.txt").write_bytes(b"\xff\xfe\x00a\nb\n"),
+                          "/labels.txt is not UTF-8 text"),
+    "labels.txt one class more": (lambda run: (run / "labels.txt").write_text("blue\ngreen\nred\nyellow\n"),
+                                  "/labels.txt lists 4 classes, but the model has 3 outputs"),
+    "config.json truncated": (lambda run: _truncate(run / "config.json"), "/config.json is not valid JSON"),
+    "config.json a list": (lambda run: (run / "config.json").write_text("[1, 2]"),
+                           "/config.json holds a JSON list, not the object ftx writes"),
+    "config.json another image size": (
+        lambda run: (run / "config.json").write_text(
+            (run / "config.json").read_text().replace('"image_size": 32', '"image_size": 64')),
+        "/config.json says image_size 64, but the model takes 32 px images"),
+    "metrics.json garbage": (lambda run: (run / "metrics.json").write_bytes(b"\x00\x01{"),
+                             "/metrics.json is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_every_corrupt_run_file_is_one_clear_error(case, tiny_run, tmp_path):
+    import shutil
+
+    from export.run_dir import RunDirError, read_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    damage, message = CORRUPTIONS[case]
+    damage(run)
+    with pytest.raises(RunDirError) as raised:
+        read_run(run)
+    text = str(raised.value)
+    assert text.startswith(f"{run}{'' if message.startswith('/') else ' '}{message}"), text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("case", ["model.keras garbage", "config.json another image size"])
+def test_ftx_export_on_a_corrupt_run_exits_2_with_one_line(case, tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    CORRUPTIONS[case][0](run)
+    result = subprocess.run([sys.executable, "-m", "training.cli", "export", str(run), "--name", "m", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("ftx export: ") and CORRUPTIONS[case][1] in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
