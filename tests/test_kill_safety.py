@@ -190,3 +190,14 @@ def test_ftx_export_on_a_corrupt_run_exits_2_with_one_line(case, tiny_run, tmp_p
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith("ftx export: ") and CORRUPTIONS[case][1] in lines[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+
+def test_staged_directory_leaves_hidden_folders_that_are_not_ftx_stages(tmp_path):
+    other = tmp_path / ".someone-elses.partial"  # no owner file: not provably a dead ftx stage
+    other.mkdir()
+    os.utime(other, (time.time() - 3600, time.time() - 3600))
+    killed, stale = _holder(tmp_path, ".bench-a.")  # another destination's stage, owner dead
+    _kill(killed)
+    with staged_directory(tmp_path / "bench-b") as stage:
+        (stage / "ok").write_text("done")
+    assert other.is_dir() and not stale.exists()

@@ -115,7 +115,7 @@ def test_balanced_class_weights():
     assert _class_weights(np.array([0, 1]), 2, "none") is None
 
 
-def test_refuses_existing_run_and_changed_partial(tiny_dataset, tmp_path):
+def test_refuses_existing_run_and_replaces_a_partial_with_other_options(tiny_dataset, tmp_path, caplog):
     (tmp_path / "done").mkdir()
     with pytest.raises(FileExistsError, match="already holds a finished run"):
         train(small_config(tiny_dataset, tmp_path / "done"))
@@ -123,8 +123,13 @@ def test_refuses_existing_run_and_changed_partial(tiny_dataset, tmp_path):
     partial.mkdir()
     resolved = dataclasses.replace(small_config(tiny_dataset, tmp_path / "r").resolved(), out=str(tmp_path / "r"))
     (partial / "config.json").write_text(json.dumps({**resolved.to_dict(), "epochs": 99}))
-    with pytest.raises(ConfigError, match=r"interrupted run with other options \(epochs\)"):
-        train(small_config(tiny_dataset, tmp_path / "r"))
+    (partial / "stale-checkpoint.weights.h5").write_bytes(b"from the other run")
+    with caplog.at_level("WARNING", logger="training.train"):
+        result = train(small_config(tiny_dataset, tmp_path / "r"))
+    assert f"removed the interrupted run in {partial} (other options: epochs); training from the start" in \
+        caplog.text
+    assert result.run_dir == tmp_path / "r" and not partial.exists()
+    assert not (result.run_dir / "stale-checkpoint.weights.h5").exists()
 
 
 def test_a_run_being_trained_elsewhere_is_refused(tiny_dataset, tmp_path):

@@ -57,7 +57,8 @@ def staged_directory(final: Path | str) -> Iterator[Path]:
     final = Path(final)
     if final.exists():
         raise FileExistsError(f"{final} already exists; refusing to overwrite it")
-    staging.sweep(final.parent, f".{final.name}.", "ftx process")  # what a SIGKILL left of an earlier try
+    staging.sweep(final.parent, ".", "ftx process", unowned=False)  # what SIGKILLs left here, owned ones only
+    staging.sweep(final.parent, f".{final.name}.", "ftx process")  # and earlier tries at this very ``final``
     tmp = staging.make_stage(final.parent, f".{final.name}.")
     try:
         yield tmp

@@ -76,25 +76,29 @@ def _unlocked(owner: Path) -> bool:
         os.close(fd)
 
 
-def _owner_is_dead(stage: Path) -> bool:
+def _owner_is_dead(stage: Path, unowned: bool) -> bool:
     try:
         return _unlocked(_owner_file(stage))
     except FileNotFoundError:
-        return time.time() - stage.stat().st_mtime > UNOWNED_GRACE_S
+        return unowned and time.time() - stage.stat().st_mtime > UNOWNED_GRACE_S
 
 
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def sweep(parent: Path, prefix: str = ".", what: str = "run") -> list[Path]:
-    """Remove the stages under ``parent`` whose owner died (e.g. SIGKILL), say so in one line, return them."""
+def sweep(parent: Path, prefix: str = ".", what: str = "run", unowned: bool = True) -> list[Path]:
+    """Remove the stages under ``parent`` whose owner died (e.g. SIGKILL), say so in one line, return them.
+
+    ``unowned``: also those with no owner file, older than a minute (ftx's before owner files, or killed
+    in the instant before locking). Off where ``prefix`` could match directories that are not ftx's.
+    """
     if not parent.is_dir():
         return []
     removed, freed = [], 0
     for stage in sorted(parent.glob(f"{prefix}*{SUFFIX}")):
         try:
-            if not stage.is_dir() or stage in _held or not _owner_is_dead(stage):
+            if not stage.is_dir() or stage in _held or not _owner_is_dead(stage, unowned):
                 continue
             freed += _size(stage)
         except OSError:  # vanished meanwhile, or unreadable: not ours to judge

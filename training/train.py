@@ -65,13 +65,19 @@ def _prepare_partial(run_dir: Path, config: TrainConfig) -> tuple[Path, int]:
     saved = partial / "config.json"
     current = json.loads(json.dumps(config.to_dict()))
     if saved.is_file():
-        previous = json.loads(saved.read_text())
-        if previous != current:
-            os.close(lock)
-            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-            raise ConfigError(f"{partial} holds an interrupted run with other options ({', '.join(changed)}); "
-                              "rerun with the same options to resume it, or delete that directory")
-        log.info("resuming the interrupted run in %s", partial)
+        try:
+            previous = json.loads(saved.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = None
+        if previous == current:
+            log.info("resuming the interrupted run in %s", partial)
+        else:  # another run's leftovers (its owner is dead: the lock is ours): start afresh, and say so
+            changed = "unreadable config.json" if not isinstance(previous, dict) else "other options: " + ", ".join(
+                sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k)))
+            log.warning("removed the interrupted run in %s (%s); training from the start", partial, changed)
+            for entry in partial.iterdir():
+                if entry.name != ".lock":
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     write_json(saved, current)
     return partial, lock
 
