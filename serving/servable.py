@@ -128,8 +128,11 @@ def decode_image(data: bytes, image_size: int, max_pixels: int) -> np.ndarray:
     if width * height > max_pixels:
         raise ServingError.invalid(f"an image of {width}x{height} pixels is larger than the limit of {max_pixels} "
                                    "pixels (ftx serve --max_image_pixels)")
-    from training.data.numpy_decode import ImageDecodeError, load_image
+    from training.data.numpy_decode import ImageDecodeError, load_image, tf_decodes
 
+    if not tf_decodes(data):  # as the SavedModel's serving_bytes under TF Serving: both servers answer alike
+        raise ServingError.invalid(f"cannot decode an image ({len(data)} bytes): not a JPEG, PNG, GIF or 24/32-bit "
+                                   "BMP file, the formats the export's serving_bytes decodes")
     try:
         return load_image(data, image_size)
     except ImageDecodeError as error:

@@ -118,6 +118,17 @@ def _raw_predict(server, signature, name, value, model="tiny", version=None):
         channel.close()
 
 
+def _tiff() -> bytes:
+    """A TIFF: training reads it (through PIL), the SavedModel's serving_bytes under TF Serving does not."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("signature, name, value, model, version, code, message", [
     ("serving_default", "pixels", np.zeros((1, 32, 32, 3), np.float32), "tiny", None, "INVALID_ARGUMENT",
      r"Signature input alias: images\(feed name: serving_default_images:0\) not found in request"),
@@ -129,6 +140,8 @@ def _raw_predict(server, signature, name, value, model="tiny", version=None):
      "more than the maximum batch size 1024"),
     ("serving_bytes", "images_bytes", np.array([b"not an image"], dtype=object), "tiny", None, "INVALID_ARGUMENT",
      "cannot decode an image"),
+    ("serving_bytes", "images_bytes", np.array([_tiff()], dtype=object), "tiny", None, "INVALID_ARGUMENT",
+     r"cannot decode an image \(\d+ bytes\): not a JPEG, PNG, GIF or 24/32-bit BMP file"),  # as TF Serving
     ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "nope", None, "NOT_FOUND",
      r"^Servable not found for request: Latest\(nope\)$"),
     ("serving_default", "images", np.zeros((1, 32, 32, 3), np.float32), "tiny", 9, "NOT_FOUND",
