@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(argv)
     except ModuleNotFoundError as error:  # the subcommand's module needs what the edge install lacks
-        message = missing_install_message(error)
+        command = next(a for a in argv if not a.startswith("-"))
+        message = missing_install_message(error, command)
         if message is None:
             raise
-        print(f"ftx {next(a for a in argv if not a.startswith('-'))}: {message}", file=sys.stderr)
+        print(f"ftx {command}: {message}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     # ftx's own loggers speak at INFO; third-party libraries (ONNX Runtime's quantizer logs every tensor
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(SUBCOMMANDS[args.command][0])
         return int(module.run(args) or 0)
     except (ModuleNotFoundError, MissingInstall) as error:  # the edge install lacks TensorFlow and the converters
-        message = str(error) if isinstance(error, MissingInstall) else missing_install_message(error)
+        message = str(error) if isinstance(error, MissingInstall) else missing_install_message(error, args.command)
         if message is None:
             raise
         print(f"ftx {args.command}: {message}", file=sys.stderr)

@@ -43,10 +43,17 @@ def needs(what: str, module: str) -> str:
     return f"{what} {_lacking(module)}"
 
 
-def missing_install_message(error: ModuleNotFoundError) -> str | None:
+FULL_ONLY_COMMANDS = ("train", "export", "run", "demo")  # nothing of these runs without TensorFlow
+
+
+def missing_install_message(error: ModuleNotFoundError, command: str = "") -> str | None:
     """"needs <package>...; pip install ..." for an import that failed because this install lacks a package."""
     top = (error.name or "").split(".")[0]
-    return _lacking(top) if top in PROVIDERS else None
+    if top not in PROVIDERS:
+        return None
+    if command in FULL_ONLY_COMMANDS and PROVIDERS[top][1] == FULL_INSTALL:
+        return f"needs the full install (TensorFlow, Keras, tf2onnx), which this one is not; {FULL_INSTALL}"
+    return _lacking(top)
 
 
 def require(what: str, *modules: str) -> None:
