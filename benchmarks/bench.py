@@ -200,7 +200,7 @@ def read_export(path: Path | str) -> ExportUnderTest:
 
 
 def resolve_formats(config: BenchConfig, export: ExportUnderTest) -> list[str]:
-    from training.installs import has, needs
+    from training.installs import has, lacking
 
     available = export.available
     if config.formats is None:
@@ -209,7 +209,7 @@ def resolve_formats(config: BenchConfig, export: ExportUnderTest) -> list[str]:
             left = [name for name in wanted if _needs_tensorflow(name)]
             wanted = [name for name in wanted if not _needs_tensorflow(name)]
             if left:
-                log.warning("not measured: %s (%s)", ", ".join(left), needs("they", "tensorflow"))
+                log.warning("not measured: %s (each %s)", ", ".join(left), lacking("tensorflow"))
     else:
         missing = [name for name in config.formats if name not in available]
         if missing:
@@ -218,7 +218,7 @@ def resolve_formats(config: BenchConfig, export: ExportUnderTest) -> list[str]:
         wanted = [name for name in BENCH_FORMATS if name in config.formats]
         blocked = [name for name in wanted if _needs_tensorflow(name)]
         if blocked and not has("tensorflow"):
-            raise BenchError(f"format(s) {', '.join(blocked)}: " + needs("they", "tensorflow"))
+            raise BenchError(f"format(s) {', '.join(blocked)}: each {lacking('tensorflow')}")
     if config.device == "cuda":
         wanted = [name for name in wanted if runner_spec(name, export.version_dir, export.run_dir).supports("cuda")]
         if not wanted:

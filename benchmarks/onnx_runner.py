@@ -65,9 +65,9 @@ class OnnxBytesRunner:
         return self.runner.providers
 
     def predict(self, encoded: list[bytes]) -> np.ndarray:
-        from training.data.numpy_decode import load_image
+        from training.data.numpy_decode import load_images
 
-        return self.runner.predict(np.stack([load_image(data, self.image_size) for data in encoded]))
+        return self.runner.predict(load_images(encoded, self.image_size))
 
     def close(self) -> None:
         self.runner.close()

@@ -236,7 +236,7 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 def write_reports(directory: Path, results: dict) -> list[Path]:
     """results.json, measurements.csv, serving.csv, summary.md and the PNG plots (where matplotlib is installed)."""
-    from training.installs import has, needs
+    from training.installs import has, lacking
 
     results = {**results, "goals": goals(results)}
     written = [write_json(directory / "results.json", results),
@@ -249,5 +249,5 @@ def write_reports(directory: Path, results: dict) -> list[Path]:
 
         written += plots.write_plots(directory, results)
     else:  # the edge install: the tables are written, the plots are not
-        log.warning("%s", needs("the plots", "matplotlib") + "; the tables are written without them")
+        log.warning("no PNG plots: the plots %s; the tables are written without them", lacking("matplotlib"))
     return written

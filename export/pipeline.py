@@ -286,9 +286,9 @@ class _FormatExporter:
 
             images = self.samples.images
             if spec.variant == "bytes":  # the edge install's decode, not the training pipeline's
-                from training.data.numpy_decode import load_image
+                from training.data.numpy_decode import load_images
 
-                images = np.stack([load_image(data, self.run.image_size) for data in self.samples.encoded])
+                images = load_images(self.samples.encoded, self.run.image_size)
                 _log_decode_difference(images, self.samples.uncropped)
             return predict_probabilities(open_session(path, threads=self.threads), images)
         from export.tflite_export import run_litert

@@ -133,13 +133,14 @@ def _array(value, info) -> np.ndarray:
         if bad is not None:
             raise ServingError.invalid(f"JSON Value: {_short(bad)} Type: {_json_type(bad)} is not of expected "
                                        f"type: {expected}")
+    irregular = ServingError.invalid("Encountered list at unexpected size: the values do not form a regular "
+                                     "tensor (or an integer is out of range)")
+    if leaves is None:
+        raise irregular
     try:
-        if leaves is None:
-            raise ValueError("ragged")
         return leaves.astype(bool if info.dtype == 10 else np.float64 if float in kinds else np.int64)
     except (ValueError, OverflowError, TypeError):
-        raise ServingError.invalid("Encountered list at unexpected size: the values do not form a regular "
-                                   "tensor (or an integer is out of range)") from None
+        raise irregular from None
 
 
 _TYPE_OF = np.frompyfunc(type, 1, 1)

@@ -159,11 +159,11 @@ def run(args: argparse.Namespace) -> int:
     from serving.server import ModelServer
 
     report_no_effect(args)
-    from training.installs import has, needs
+    from training.installs import has, lacking
 
     runtime = "tensorflow" if args.backend == "savedmodel" else "onnxruntime"
     if not has(runtime):  # the edge install has ONNX Runtime only; a bare base install has neither
-        print(f"ftx serve: {needs(f'--backend {args.backend}', runtime)}", file=sys.stderr)
+        print(f"ftx serve: --backend {args.backend} {lacking(runtime)}", file=sys.stderr)
         return 2
     try:
         launch = parse_launch(args)

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from training.installs import MissingInstall, missing_install_message
+from training.installs import missing_install_message
 
 # subcommand -> (module, one-line help). Later stages add their rows here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -49,15 +49,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser(argv)
-    except ModuleNotFoundError as error:  # the subcommand's module needs what the edge install lacks
-        command = next(a for a in argv if not a.startswith("-"))
-        message = missing_install_message(error, command)
-        if message is None:
-            raise
-        print(f"ftx {command}: {message}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
+    except ModuleNotFoundError as error:  # the subcommand's module (add_arguments) needs what this install lacks
+        return _missing_install(error, next(a for a in argv if not a.startswith("-")))
     # ftx's own loggers speak at INFO; third-party libraries (ONNX Runtime's quantizer logs every tensor
     # on the root logger) only from WARNING on, unless --verbose
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -68,18 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(SUBCOMMANDS[args.command][0])
         return int(module.run(args) or 0)
-    except (ModuleNotFoundError, MissingInstall) as error:  # the edge install lacks TensorFlow and the converters
-        message = str(error) if isinstance(error, MissingInstall) else missing_install_message(error, args.command)
-        if message is None:
-            raise
-        print(f"ftx {args.command}: {message}", file=sys.stderr)
-        return 2
+    except ModuleNotFoundError as error:  # the edge install lacks TensorFlow and the converters
+        return _missing_install(error, args.command)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+
+
+def _missing_install(error: ModuleNotFoundError, command: str) -> int:
+    """One line naming what this install lacks and the pip command; anything else missing is a real bug."""
+    message = missing_install_message(error, command)
+    if message is None:
+        raise error
+    print(f"ftx {command}: {message}", file=sys.stderr)
+    return 2
 
 
 class Terminated(BaseException):

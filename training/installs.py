@@ -33,14 +33,10 @@ def has(module: str) -> bool:
         return False
 
 
-def _lacking(module: str) -> str:
+def lacking(module: str) -> str:
+    """"needs <package>, which this install does not have; pip install ...": the tail of a one-line error."""
     package, install = PROVIDERS.get(module, (module, FULL_INSTALL))
     return f"needs {package}, which this install does not have; {install}"
-
-
-def needs(what: str, module: str) -> str:
-    """One line: ``what`` needs ``module``'s package, and the install that brings it."""
-    return f"{what} {_lacking(module)}"
 
 
 FULL_ONLY_COMMANDS = ("train", "export", "run", "demo")  # nothing of these runs without TensorFlow
@@ -53,15 +49,4 @@ def missing_install_message(error: ModuleNotFoundError, command: str = "") -> st
         return None
     if command in FULL_ONLY_COMMANDS and PROVIDERS[top][1] == FULL_INSTALL:
         return f"needs the full install (TensorFlow, Keras, tf2onnx), which this one is not; {FULL_INSTALL}"
-    return _lacking(top)
-
-
-def require(what: str, *modules: str) -> None:
-    """Raise ``MissingInstall`` naming the first of ``modules`` this install lacks."""
-    for module in modules:
-        if not has(module):
-            raise MissingInstall(needs(what, module))
-
-
-class MissingInstall(RuntimeError):
-    """A feature needs a package this install lacks; the message has the pip command."""
+    return lacking(top)

@@ -161,6 +161,11 @@ def crop_to_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.
     return image[y1:y2, x1:x2]
 
 
+def load_images(encoded, image_size: int) -> np.ndarray:
+    """float32 ``[N, S, S, 3]`` from encoded files: a batch for a model, as ``load_image`` makes each."""
+    return np.stack([load_image(bytes(data), image_size) for data in encoded])
+
+
 def load_image(data: bytes, image_size: int, roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """float32 ``[S, S, 3]``: decode, optionally crop, resize, as ``decode.load_example`` does."""
     return resize_rounded(crop_to_roi(decode_rgb(data), roi), image_size)
