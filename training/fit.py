@@ -146,7 +146,8 @@ def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: Tra
     epoch_log = EpochLog(log_path, data.num_train, logged)
     first_batch = FirstBatchLoss(num_classes)
     # The epoch log comes first: an epoch is logged before it is checkpointed, never the other way round.
-    callbacks: list[keras.callbacks.Callback] = [epoch_log, EpochCheckpoint(work_dir / f"backup_{phase.name}")]
+    checkpoint = EpochCheckpoint(work_dir / f"backup_{phase.name}")
+    callbacks: list[keras.callbacks.Callback] = [epoch_log, checkpoint]
     if check_first_batch and not logged:
         callbacks.append(first_batch)
     if config.early_stopping_patience and data.valid is None:
@@ -159,7 +160,7 @@ def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: Tra
         return x, tf.one_hot(y, num_classes)
 
     with quiet_unknown_length():
-        _fit(target, data, one_hot, phase.epochs, class_weight, callbacks)
+        _fit(target, data, one_hot, phase.epochs, class_weight, callbacks, checkpoint.resume_epoch())
     return PhaseResult(history=epoch_log_history(epoch_log.epochs), first_batch_warning=first_batch.warning)
 
 
@@ -171,12 +172,18 @@ def quiet_unknown_length() -> Iterator[None]:
         yield
 
 
-def _fit(target: keras.Model, data: PhaseData, one_hot, epochs: int, class_weight, callbacks) -> None:
+def _fit(target: keras.Model, data: PhaseData, one_hot, epochs: int, class_weight, callbacks,
+         resume_epoch: int) -> None:
     # One repeated iterator for all epochs: the epoch order then depends only on the
     # shuffle seed, not on how often Keras re-creates iterators (which differs between
     # datasets of known and unknown length), so cached and uncached paths agree.
+    # A resumed phase skips the batches its finished epochs drew, so it sees the
+    # same shuffles as a run that was never stopped.
+    train = data.train.map(one_hot).repeat()
+    if resume_epoch:
+        train = train.skip(resume_epoch * data.steps_per_epoch)
     target.fit(
-        data.train.map(one_hot).repeat(),
+        train,
         steps_per_epoch=data.steps_per_epoch,
         validation_data=data.valid.map(one_hot) if data.valid is not None else None,
         epochs=epochs,
