@@ -50,6 +50,7 @@ def run(args: argparse.Namespace, base: dict | None = None) -> int:
             print(to_toml(config), end="")
             return 0
         progress = args.progress if args.progress is not None else config.run.progress
+        config.train.check_data()
         pipeline = Pipeline(config, force=set(args.force), progress=progress)
     except (ConfigError, ValueError) as error:
         print(f"ftx run: {error}", file=sys.stderr)

@@ -35,13 +35,14 @@ def smoke_test(version_dir: Path, name: str, run_dir: Path, images: int, threads
     from export.run_dir import read_run
     from export.savedmodel import load_keras_model
     from serving.client import ClientOptions, GrpcClient, RestClient
+    from training.keras_predict import predict_array
 
     run = read_run(run_dir)
     split = materialise(run, images)
     inputs = Inputs(split.directory)
     indices = np.arange(min(images, split.count))
     batch, encoded = inputs.batch("images", indices), inputs.batch("encoded", indices)
-    expected = np.asarray(load_keras_model(run).predict(batch, verbose=0))
+    expected = predict_array(load_keras_model(run), batch)
     expected_ids = expected.argmax(axis=1)
     labels = list(run.class_names)
 

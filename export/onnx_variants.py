@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from training.terminal import library_chatter
+
 VARIANTS = ("fp16", "int8_dynamic", "int8_static")
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ def _quantize(model: onnx.ModelProto, run) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="ftx-quant-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, source)
-        run(str(source), str(target))
+        with library_chatter(log, "onnxruntime.quantization"):  # its calibrators print progress notes
+            run(str(source), str(target))
         return onnx.load(target)
 
 

@@ -116,11 +116,12 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
     bar.update()
     bar.set_postfix_str("Keras reference")
     from export.savedmodel import load_keras_model
+    from training.keras_predict import predict_array
 
     keras_model = load_keras_model(run)
-    reference = np.asarray(keras_model.predict(samples.images, batch_size=32, verbose=0), np.float32)
+    reference = predict_array(keras_model, samples.images)
     reference_uncropped = reference if samples.uncropped is samples.images else \
-        np.asarray(keras_model.predict(samples.uncropped, batch_size=32, verbose=0), np.float32)
+        predict_array(keras_model, samples.uncropped)
     bar.update()
     log.info("parity on %d %s images; Keras accuracy there %.4f", len(samples.labels), samples.split,
              float(np.mean(reference.argmax(axis=1) == samples.labels)))

@@ -13,6 +13,7 @@ so the client runs in the edge install, without TensorFlow.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import urllib.error
@@ -26,12 +27,34 @@ import numpy as np
 SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_CLASSIFY = "serving_default", "serving_bytes", "classify"
 
 
-class ClientError(RuntimeError):
-    """The server refused or failed a request; ``code`` is the gRPC status name (or HTTP status for REST)."""
+GRPC_PORT, REST_PORT = 8500, 8501  # tensorflow_model_server's --port and --rest_api_port defaults
 
-    def __init__(self, code: str, message: str) -> None:
+
+class ClientError(RuntimeError):
+    """A request failed; ``code`` is the gRPC status name (or HTTP status for REST).
+
+    ``kind`` says whose fault: ``refused`` (the server answered with an error),
+    ``unreachable`` (nothing answers on that address) or ``protocol`` (something
+    answers, but not the protocol asked for: the REST port given to gRPC, or
+    the other way round).
+    """
+
+    def __init__(self, code: str, message: str, kind: str = "refused") -> None:
         super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
+        self.code, self.message, self.kind = code, message, kind
+
+
+def server_address(server: str, rest: bool) -> tuple[str, str | None]:
+    """``HOST[:PORT]`` (or a URL for REST) with TF Serving's default port filled in, and a note if it was."""
+    scheme, rest_of = server.split("://", 1) if "://" in server else ("", server)
+    host, slash, path = rest_of.partition("/")
+    bracketed = host.startswith("[") and "]" in host
+    has_port = (host.rsplit("]", 1)[1].startswith(":") if bracketed else host.count(":") == 1)
+    if has_port or not host:
+        return server, None
+    port = REST_PORT if rest else GRPC_PORT
+    address = f"{scheme + '://' if scheme else ''}{host}:{port}{slash}{path}"
+    return address, f"no port in --server {server}: using {port}, TF Serving's {'REST' if rest else 'gRPC'} default"
 
 
 @dataclass
@@ -68,7 +91,7 @@ def with_retries(attempt, options: ClientOptions, retry_on: str):
         try:
             return attempt()
         except ClientError as error:
-            if error.code != retry_on or remaining == 0:
+            if error.code != retry_on or error.kind == "protocol" or remaining == 0:
                 raise
             time.sleep(delay)
             delay *= 2
@@ -88,7 +111,7 @@ class GrpcClient:
     def __init__(self, target: str, options: ClientOptions) -> None:
         from serving.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        self.options = options
+        self.options, self.target = options, target
         channel_options = [("grpc.max_send_message_length", options.max_message_bytes),
                            ("grpc.max_receive_message_length", options.max_message_bytes)]
         if options.tls:
@@ -114,9 +137,21 @@ class GrpcClient:
             try:
                 return method(request, timeout=self.options.timeout)
             except grpc.RpcError as error:
-                raise ClientError(error.code().name, error.details() or "") from None
+                raise self._error(error.code().name, error.details() or "") from None
 
         return with_retries(attempt, self.options, retry_on="UNAVAILABLE")
+
+    def _error(self, code: str, details: str) -> ClientError:
+        """Say what is on the other end when the call never reached a gRPC server."""
+        if code == "UNAVAILABLE" and ("HTTP/2" in details or "http1" in details.lower()):
+            return ClientError(code, f"{self.target} answers HTTP/1.1, not gRPC: it looks like a REST port; use "
+                                     f"--rest, or the gRPC port (TF Serving's default is {GRPC_PORT})", "protocol")
+        if code == "UNAVAILABLE" and ("Connection refused" in details or "failed to connect" in details.lower()):
+            return ClientError(code, f"nothing is listening on {self.target} (gRPC)", "unreachable")
+        if code == "UNAVAILABLE" and ("Socket closed" in details or "ssl" in details.lower()) and not self.options.tls:
+            return ClientError(code, f"{self.target} closed the connection: if it serves TLS, add --tls "
+                                     f"({details})", "refused")
+        return ClientError(code, details)
 
     def _spec(self, spec, signature: str = "") -> None:
         spec.name = self.options.model
@@ -221,6 +256,15 @@ class RestClient:
         self.base = base_url.rstrip("/") if "://" in base_url else f"http://{base_url.rstrip('/')}"
         self.options = options
 
+    def close(self) -> None:
+        """Nothing to release (one connection per request); here so both clients are used alike."""
+
+    def __enter__(self) -> "RestClient":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
     def _url(self, suffix: str = "") -> str:
         url = f"{self.base}/v1/models/{self.options.model}"
         if self.options.version is not None:
@@ -245,7 +289,14 @@ class RestClient:
                     message = body.decode(errors="replace")
                 raise ClientError("UNAVAILABLE" if error.code == 503 else str(error.code), message) from None
             except urllib.error.URLError as error:  # connection refused or reset: the server is not there (yet)
+                if isinstance(error.reason, ConnectionRefusedError):
+                    raise ClientError("UNAVAILABLE", f"nothing is listening on {self.base} (REST)",
+                                      "unreachable") from None
                 raise ClientError("UNAVAILABLE", str(error.reason)) from None
+            except (http.client.HTTPException, ConnectionResetError) as error:  # an answer that is not HTTP/1.x
+                raise ClientError("UNAVAILABLE", f"{self.base} does not answer HTTP/1.1: it looks like a gRPC "
+                                                 f"port; drop --rest, or use the REST port (TF Serving's default is "
+                                                 f"{REST_PORT}) [{type(error).__name__}]", "protocol") from None
 
         return with_retries(attempt, self.options, retry_on="UNAVAILABLE")
 

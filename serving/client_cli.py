@@ -2,7 +2,8 @@
 
 Also ``ftx client status`` and ``ftx client metadata``. Images go as encoded
 bytes through the ``serving_bytes`` signature, so the server decodes and
-resizes them as training did. Exit 1 when the server refuses, 2 on bad input.
+resizes them as training did. Exit 1 when the server refuses or cannot be
+reached (one line saying which), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import json
 import sys
 from pathlib import Path
 
-from serving.client import ClientError, ClientOptions, GrpcClient, RestClient
+from serving.client import GRPC_PORT, REST_PORT, ClientError, ClientOptions, GrpcClient, RestClient, server_address
+
+DEFAULT_SERVER = "127.0.0.1"  # its port is TF Serving's default for the protocol, without a note
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("predict", "classify", "status", "metadata"))
     parser.add_argument("images", nargs="*", help="image files (predict, classify)")
-    parser.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT (gRPC; the REST port with --rest)")
+    parser.add_argument("--server", default=DEFAULT_SERVER,
+                        help=f"HOST[:PORT]; without a port, TF Serving's defaults: {GRPC_PORT} gRPC, {REST_PORT} "
+                             "REST (--rest)")
     parser.add_argument("--model", required=True, help="model name")
     parser.add_argument("--version", type=int, help="model version (default: the latest)")
     parser.add_argument("--label", help="version label, e.g. stable or canary")
@@ -40,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"ftx client: {error}", file=sys.stderr)
         return 2
-    client = RestClient(args.server, options) if args.rest else GrpcClient(args.server, options)
+    server, note = server_address(args.server, args.rest)
+    if note and args.server != DEFAULT_SERVER:
+        print(f"ftx client: {note}", file=sys.stderr)
+    client = RestClient(server, options) if args.rest else GrpcClient(server, options)
     try:
         if args.action == "status":
             for version, state in client.status():
@@ -58,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
                 top = sorted(classes, key=lambda c: -c[1])[:args.top_k]
                 print(f"{path}: " + ", ".join(f"{label} {score:.3f}" for label, score in top))
     except ClientError as error:
-        print(f"ftx client: the server refused the request: {error}", file=sys.stderr)
+        said = error.message if error.kind in ("unreachable", "protocol") else \
+            f"the server refused the request: {error}"
+        print(f"ftx client: {said}", file=sys.stderr)
         return 1
+    finally:
+        client.close()
     return 0
 

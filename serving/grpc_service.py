@@ -138,8 +138,9 @@ def model_status(store: ModelStore, request):
         if version not in states:
             raise ServingError.not_found(f"Could not find version {version} of model {spec.name}")
         states = {version: states[version]}
-    if not states:
-        raise ServingError.not_found(f"Could not find any versions of model {spec.name}")
+    if not states:  # upstream's words, then what is under the base path
+        why = store.no_versions(spec.name)
+        raise ServingError.not_found(f"Could not find any versions of model {spec.name}" + (f": {why}" if why else ""))
     response = get_model_status_pb2.GetModelStatusResponse()
     for version in sorted(states, reverse=True):
         add_version_status(response, states[version])

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import grpc
 
-from export.versions import parse_version
+from export.versions import REJECTED_SUFFIX, parse_version, rejected_dir, rejected_versions
 from serving.errors import ServingError
 from serving.tfs_config import ModelEntry
 
 log = logging.getLogger(__name__)
 MAX_FINGERPRINT_FILES = 10_000  # a version directory with more files than this is not fingerprinted past it
+MAX_REASON_BYTES = 4096  # of a NOT_BLESSED file, read to say why a version is not served
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
@@ -61,6 +62,7 @@ class ModelState:
     entry: ModelEntry
     versions: dict[int, VersionState] = field(default_factory=dict)
     ignored: set[str] = field(default_factory=set)  # odd directory names already logged
+    no_versions: str = ""  # why nothing can be served, while no version directory is there (logged once)
 
 
 def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[int, Path] | None:
@@ -83,10 +85,28 @@ def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[
             found[version] = child
         elif child.name not in ignored:
             ignored.add(child.name)
-            if not child.name.startswith("."):  # ftx's own staging directories are expected
+            if child.name.endswith(REJECTED_SUFFIX) and parse_version(child.name[:-len(REJECTED_SUFFIX)]) is not None:
+                log.info("model %s: not serving %s: the parity gate did not bless it (see its NOT_BLESSED)",
+                         model, child)
+            elif not child.name.startswith("."):  # ftx's own staging directories are expected
                 log.info("model %s: ignoring %s (not a version directory: versions are int64 numbers)",
                          model, child)
     return found
+
+
+def why_no_versions(base_path: Path) -> str:
+    """What TF Serving says when a base path holds no version, and which exports the parity gate kept out."""
+    rejected = []
+    for version in rejected_versions(base_path):
+        try:
+            with open(rejected_dir(base_path, version) / "NOT_BLESSED", "rb") as marker:
+                reasons = marker.read(MAX_REASON_BYTES).decode("utf-8", "replace").split("\n")
+        except OSError:
+            reasons = []
+        reason = next((line.strip() for line in reasons if line.strip()), "no NOT_BLESSED file saying why")
+        rejected.append(f"{version}{REJECTED_SUFFIX} (not blessed: {reason})")
+    text = f"no version directory under {base_path} (versions are integers, e.g. {base_path / '1'})"
+    return text + (f"; skipped {', '.join(rejected)}" if rejected else "")
 
 
 def aspired_versions(entry: ModelEntry, on_disk: list[int]) -> list[int]:
@@ -159,6 +179,12 @@ class ModelStore:
             if state is None:
                 raise ServingError.not_found(f"Could not find any versions of model {name}")
             return {v: replace(s) for v, s in state.versions.items()}
+
+    def no_versions(self, name: str) -> str:
+        """Why model ``name`` has no version directory to serve ("" when it has one)."""
+        with self._lock:
+            state = self._models.get(name)
+            return state.no_versions if state is not None else ""
 
     def label_version(self, name: str, label: str) -> int:
         with self._lock:
@@ -242,6 +268,10 @@ class ModelStore:
         if on_disk is None:
             return
         aspired = aspired_versions(state.entry, list(on_disk))
+        note = "" if on_disk else why_no_versions(Path(state.entry.base_path))
+        if note and note != state.no_versions:
+            log.warning("model %s: %s", name, note)  # TF Serving: "No versions of servable ... found"
+        state.no_versions = note
         with self._lock:
             for version in [v for v, s in state.versions.items() if v not in on_disk and s.servable is None]:
                 del state.versions[version]  # deleted from disk: gone from the status too

@@ -212,7 +212,9 @@ def _report_versions(store) -> None:
     for name in store.names():
         states = store.states(name)
         serving = sorted(v for v, s in states.items() if s.state == "AVAILABLE")
-        print(f"ftx serve: model {name}: serving version(s) {serving or 'none'}", flush=True)
+        why = "" if serving else store.no_versions(name)
+        print(f"ftx serve: model {name}: serving version(s) {serving or 'none'}" + (f": {why}" if why else ""),
+              flush=True)
         for version, state in sorted(states.items()):
             if state.error_message:
                 print(f"ftx serve: model {name} version {version} failed to load: {state.error_message}", flush=True)

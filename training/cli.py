@@ -15,6 +15,8 @@ import signal
 import sys
 
 from training.installs import missing_install_message
+from training.native_stderr import filter_native_stderr
+from training.terminal import configure_logging
 
 # subcommand -> (module, one-line help). Later stages add their rows here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -30,17 +32,46 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-OWN_PACKAGES = ("training", "export", "serving", "benchmarks")
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each default said once, required arguments marked, and no reStructuredText quotes from docstrings."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").replace("``", "")
+        if action.required and action.option_strings:
+            return f"{text} (required)"
+        said = "default" in text.lower() or action.default in (None, False, [], "", argparse.SUPPRESS)
+        if said or not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if isinstance(action.default, bool):  # tensorflow_model_server's spelling of its flags' values
+            return f"{text} (default: {str(action.default).lower()})"
+        return f"{text} (default: %(default)s)"
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.replace("``", ""))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return f"ftx {version('ftx')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "ftx (not installed)"
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ftx", description="Fine-tune, export, serve and benchmark image classifiers.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(prog="ftx", description="Fine-tune, export, serve and benchmark image classifiers.",
+                                     allow_abbrev=False, formatter_class=HelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and every library's log lines")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
+    parser.subcommand_parsers = {}
     for name, (module, summary) in SUBCOMMANDS.items():
-        sub_parser = sub.add_parser(name, help=summary, description=summary,
-                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sub_parser = sub.add_parser(name, help=summary, description=summary, allow_abbrev=False,
+                                    formatter_class=HelpFormatter)
+        parser.subcommand_parsers[name] = sub_parser
         if name == wanted:  # import only the module of the subcommand being run
             importlib.import_module(module).add_arguments(sub_parser)
     return parser
@@ -49,15 +80,13 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # argparse would print the top-level usage; the subcommand's is the one that helps
+            parser.subcommand_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except ModuleNotFoundError as error:  # the subcommand's module (add_arguments) needs what this install lacks
         return _missing_install(error, next(a for a in argv if not a.startswith("-")))
-    # ftx's own loggers speak at INFO; third-party libraries (ONNX Runtime's quantizer logs every tensor
-    # on the root logger) only from WARNING on, unless --verbose
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for package in OWN_PACKAGES:
-        logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(args.verbose)
     signal.signal(signal.SIGTERM, _terminated)  # clean up staged output on `kill` as on Ctrl-C
     try:
         module = importlib.import_module(SUBCOMMANDS[args.command][0])
@@ -89,5 +118,13 @@ def _terminated(signum, frame) -> None:
     raise Terminated()
 
 
+def console() -> int:
+    """The ``ftx`` console script: ``main`` with TensorFlow's C++ log lines filtered out unless -v."""
+    argv = sys.argv[1:]
+    if not any(arg in ("-v", "--verbose") for arg in argv[:argv.index("--") if "--" in argv else None]):
+        filter_native_stderr()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

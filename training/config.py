@@ -18,6 +18,7 @@ from training.data.augment import AugmentConfig
 
 STRATEGIES = ("scratch", "feature-extraction", "fine-tune", "two-phase")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+BUILTIN_DATASETS = ("fashion-mnist",)  # training.data.loader.BUILTIN's names, known here without TensorFlow
 DISTRIBUTE = ("auto", "none", "mirrored", "multi-worker")
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -63,6 +64,13 @@ class TrainConfig:
     mixed_precision: bool = False
     distribute: str = "auto"
     strict: bool = False
+
+    def check_data(self) -> None:
+        """The data folder exists (or is a builtin): checked before the seconds-long TensorFlow import."""
+        if self.data not in BUILTIN_DATASETS and not Path(self.data).expanduser().is_dir():
+            what = "is not a directory" if Path(self.data).expanduser().exists() else "does not exist"
+            raise ConfigError(f"data {self.data!r} {what}, and it is not a builtin dataset "
+                              f"({', '.join(BUILTIN_DATASETS)})")
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` naming the field, the value and what is allowed."""

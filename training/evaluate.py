@@ -12,7 +12,8 @@ import numpy as np
 
 from training import plots, prediction_plots
 from training.metrics import classification_metrics
-from training.phase_inputs import predict, record_images, split_dataset
+from training.keras_predict import predict_dataset
+from training.phase_inputs import record_images, split_dataset
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def evaluate_split(model: keras.Model, split: str, records: list, class_names, c
     if split == "test" and config.max_test_images and len(records) > config.max_test_images:
         records = [records[i] for i in sample_indices(len(records), config.max_test_images, config.seed)]
     log.info("evaluating on the %s split (%d images)", split, len(records))
-    probabilities = predict(model, split_dataset(records, config.image_size, config.batch_size, config.roi_crop))
+    probabilities = predict_dataset(model, split_dataset(records, config.image_size, config.batch_size, config.roi_crop),
+                                    len(records), config.batch_size)
     dropped: list = []
     if len(probabilities) != len(records):
         keep = _decodable(records, config.image_size, config.roi_crop)

@@ -18,7 +18,7 @@ def add_flags(parser: argparse.ArgumentParser | Any, flags: list[tuple], switche
     for flag, key, kind, text in flags:
         default = show(key, getattr(defaults, key))
         parser.add_argument(flag, dest=key, type=kind, default=argparse.SUPPRESS,
-                            help=text if default in (None, "") else f"{text} (default: {default})")
+                            help=text if default in (None, "") or "default" in text else f"{text} (default: {default})")
     for flag, key, text in switches:
         parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                            help=f"{text} (default: {getattr(defaults, key)})")
+                            help=f"{text} (default: {'on' if getattr(defaults, key) else 'off'})")

@@ -8,14 +8,14 @@ uncached feature extraction see batches in the same order.
 from __future__ import annotations
 
 import logging
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from training.config import TrainConfig
 from training.data import make_dataset
-from training.fit import PhaseData, quiet_unknown_length
+from training.fit import PhaseData
+from training.keras_predict import predict_dataset
 from training.model import Classifier
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ def record_images(records, image_size: int, crop_roi: bool = False) -> np.ndarra
     return np.clip(np.rint(np.concatenate(batches)), 0, 255).astype(np.uint8)
 
 
-def predict(model, dataset: tf.data.Dataset) -> np.ndarray:
-    """``model`` over the images of a batched (images, labels) dataset, in record order, as float32."""
-    with quiet_unknown_length():  # a progress bar on a terminal: 10,000 test images take minutes on a CPU
-        outputs = model.predict(dataset.map(lambda x, y: x), verbose=1 if sys.stderr.isatty() else 0)
-    return np.asarray(outputs, dtype=np.float32)
-
-
 def _feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
     if seed is not None:
@@ -75,8 +68,9 @@ def phase_data(classifier: Classifier, splits, config: TrainConfig, use_feature_
         feature_sets = {}
         for name, records in (("train", splits.train), ("valid", splits.valid or [])):
             if records:
-                features = predict(classifier.features,
-                                   split_dataset(records, image_size, config.batch_size, config.roi_crop))
+                features = predict_dataset(classifier.features, split_dataset(records, image_size, config.batch_size,
+                                                                              config.roi_crop),
+                                           len(records), config.batch_size)
                 feature_sets[name] = (features, np.array([r.label for r in records]))
         train_features, train_labels = feature_sets["train"]
         valid = (_feature_dataset(*feature_sets["valid"], config.batch_size, None) if "valid" in feature_sets else None)

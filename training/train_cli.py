@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 from training.config import STRATEGIES, ConfigError, TrainConfig, read_config_file
 from training.flags import add_flags
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(DEFAULTS.augment, key)
         if kind is bool:
             group.add_argument(flag, dest=f"augment_{key}", action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+                               default=argparse.SUPPRESS, help=f"{text} (default: {'on' if default else 'off'})")
         else:
             group.add_argument(flag, dest=f"augment_{key}", type=kind, default=argparse.SUPPRESS,
                                help=f"{text} (default: {default})")
@@ -98,6 +99,9 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Trai
 def run(args: argparse.Namespace, base: dict | None = None) -> int:
     try:
         config = config_from_args(args, base)
+        config.check_data()
+        if config.out and Path(config.out).expanduser().exists():  # train() says the same, after the import
+            raise ConfigError(f"{config.out} already holds a finished run; choose another --out")
     except ConfigError as error:
         print(f"ftx train: {error}", file=sys.stderr)
         return 2
