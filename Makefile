@@ -4,8 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 EDGE_VENV := .venv-edge
 EDGE_WORK := $(CURDIR)/build/edge-test
+# Outside checkers the tests use, unpacked without root: flatc (Debian) regenerates the TFLite Metadata schema
+# classes; tflite-support's own MetadataDisplayer (PyPI, installed apart: it pins protobuf<4) reads ftx's
+# .tflite files back, with the libusb it links against (Debian).
+TOOLS := $(CURDIR)/build/tools
+TOOLS_ENV := FTX_FLATC=$(TOOLS)/root/usr/bin/flatc FTX_TFLITE_SUPPORT=$(TOOLS)/tflite-support \
+	FTX_TFLITE_SUPPORT_LIBS=$(TOOLS)/root/usr/lib/x86_64-linux-gnu
 
-.PHONY: setup demo test test-edge clean
+.PHONY: setup demo test test-edge tools clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +24,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/ftx demo
 
-test: setup
-	$(BIN)/python -m pytest -n 2 --durations=15 tests --ignore=tests/edge
+test: setup tools
+	$(TOOLS_ENV) $(BIN)/python -m pytest -n 2 --durations=15 tests --ignore=tests/edge
 	$(MAKE) test-edge
 
 # The edge install, as a user gets it: a fresh venv, `pip install '.[edge]'`, no TensorFlow. The full venv
@@ -34,6 +40,16 @@ test-edge: setup
 	$(BIN)/python tests/edge/make_export.py $(EDGE_WORK)
 	cd tests/edge && FTX_EDGE_EXPORT=$(EDGE_WORK) FTX_HOME=$(EDGE_WORK)/home \
 		$(CURDIR)/$(EDGE_VENV)/bin/python -m pytest -n 2 -p no:cacheprovider .
+
+tools: $(TOOLS)/.ready
+
+$(TOOLS)/.ready:
+	rm -rf $(TOOLS) && mkdir -p $(TOOLS)/debs $(TOOLS)/root
+	cd $(TOOLS)/debs && apt-get download -q flatbuffers-compiler libusb-1.0-0
+	for deb in $(TOOLS)/debs/*.deb; do dpkg -x "$$deb" $(TOOLS)/root; done
+	$(BIN)/pip download -q --no-deps --only-binary :all: -d $(TOOLS)/debs tflite-support==0.4.4
+	$(BIN)/pip install -q --no-deps --target $(TOOLS)/tflite-support $(TOOLS)/debs/tflite_support-*.whl
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(EDGE_VENV) build *.egg-info

@@ -255,13 +255,20 @@ class _FormatExporter:
 
     def _tflite(self, variant: str) -> list[str]:
         from export import tflite_export
+        from export.tflite_metadata import ModelDescription, populate
 
         representative = self.calibration.images if self.calibration else None
         model = tflite_export.convert(self.run.saved_model_path, variant, representative,
                                       uint8_io=self.config.tflite_uint8_io and variant == "int8",
                                       float_convs=self.config.int8_float_convs if variant == "int8" else 0)
         filename = FORMATS[_format_name("tflite", variant)].filename
-        (self.stage / filename).write_bytes(tflite_export.add_labels(model, self.run.class_names))
+        described = ModelDescription(
+            name=self.config.name, class_names=tuple(self.run.class_names),
+            description=f"{self.run.backbone} image classifier ({variant}, {self.run.image_size} px), fine-tuned "
+                        f"by ftx on {len(self.run.class_names)} classes",
+            quantized_input=self.config.tflite_uint8_io and variant == "int8")
+        model = populate(tflite_export.add_labels(model, self.run.class_names), described)
+        (self.stage / filename).write_bytes(model)
         return [filename]
 
     def _onnx_metadata(self) -> dict[str, object]:
