@@ -39,7 +39,8 @@ class BenchError(ValueError):
 class BenchConfig:
     """Options of one ``ftx bench``; flat, so every field is one flag and one config key."""
 
-    export_dir: str = ""
+    export_dir: str = ""  # a version directory, or a model base path (then the newest blessed version)
+    version: int | None = None  # with a base path: this version instead of the newest blessed one
     formats: tuple[str, ...] | None = None  # None: keras (if the run is here) and every format the export holds
     batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
     device: str = "cpu"
@@ -75,6 +76,8 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 raise BenchError(f"{name} must be a list, got {value!r}")
+        if self.version is not None and self.version < 0:
+            raise BenchError(f"version must be >= 0, got {self.version}")
         if self.device not in DEVICES:
             raise BenchError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not self.batch_sizes or not all(isinstance(b, int) and b >= 1 for b in self.batch_sizes):
@@ -180,18 +183,43 @@ class ExportUnderTest:
         return self.manifest.get("artifacts", {}).get(format_name, {}).get("bytes")
 
 
-def read_export(path: Path | str) -> ExportUnderTest:
-    """An export version directory written by ``ftx export`` (blessed or not)."""
+def read_export(path: Path | str, version: int | None = None) -> ExportUnderTest:
+    """An export written by ``ftx export``: a version directory, or the model base path TF Serving takes.
+
+    A base path gives its newest blessed version (``version`` picks another),
+    as ``ftx serve`` and TF Serving serve the newest one.
+    """
+    from export.versions import existing_versions
+
     path = Path(path).expanduser()
     if path.name.endswith(".partial"):
         raise BenchError(f"{path} is a half-written export; rerun `ftx export` and benchmark the version it publishes")
     if not path.is_dir():
-        raise BenchError(f"{path}: no such export directory (give a version directory, e.g. EXPORTS/NAME/1)")
+        raise BenchError(f"{path}: no such export directory (give a model base path, exports/NAME, or a version "
+                         "directory, exports/NAME/1)")
     manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        versions = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
-        hint = f"; its versions: {', '.join(versions)}" if versions else ""
-        raise BenchError(f"{path} has no {MANIFEST_FILE}: not an ftx export version directory{hint}")
+    if manifest_path.is_file():
+        if version is not None:
+            raise BenchError(f"{path} is one version already; give its base path {path.parent} with --version")
+    else:
+        versions = [v for v in existing_versions(path) if (path / str(v) / MANIFEST_FILE).is_file()]
+        if not versions:
+            raise BenchError(f"{path} has no {MANIFEST_FILE} and no version directories holding one: not an ftx "
+                             "export (give exports/NAME or exports/NAME/<version>)")
+        if version is not None:
+            if version not in versions:
+                raise BenchError(f"{path} has no version {version}; it has {', '.join(map(str, versions))}")
+            chosen = version
+        else:
+            blessed = [v for v in versions if (path / str(v) / "BLESSED").is_file()]
+            if not blessed:
+                raise BenchError(f"{path} has no blessed version (versions {', '.join(map(str, versions))} were "
+                                 "published unblessed); choose one with --version")
+            chosen = blessed[-1]
+        log.info("benchmarking %s version %d (%s)", path, chosen,
+                 "as asked" if version is not None else "the newest blessed one")
+        path = path / str(chosen)
+        manifest_path = path / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
@@ -305,7 +333,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
     from training.atomic import staged_directory
 
     config.check()
-    export = read_export(config.export_dir)
+    export = read_export(config.export_dir, config.version)
     formats = resolve_formats(config, export)
     if export.run_dir is None:
         raise BenchError(f"the export's source run {export.manifest.get('source_run', {}).get('path')!r} is not on "

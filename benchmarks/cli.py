@@ -33,6 +33,7 @@ def _argument_type(parse):
 FLAGS: list[tuple[str, str, object, str]] = [
     ("--formats", "formats", _argument_type(parse_names),
      f"comma-separated, from: {', '.join(BENCH_FORMATS)} (default: keras and every format the export holds)"),
+    ("--version", "version", int, "with a model base path: this version (default: the newest blessed one)"),
     ("--batch-sizes", "batch_sizes", _argument_type(parse_ints), "comma-separated batch sizes"),
     ("--device", "device", str, f"{' or '.join(DEVICES)}; cuda measures the ONNX formats with ONNX Runtime's "
                                 "CUDA provider (onnxruntime-gpu)"),
@@ -65,7 +66,8 @@ def _shown(value):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("export_dir", nargs="?", default=argparse.SUPPRESS,
-                        help="an export version directory (ftx export's OUT/NAME/<version>)")
+                        help="a model base path (ftx export's OUT/NAME: its newest blessed version) or one "
+                             "version directory (OUT/NAME/<version>)")
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it; a [bench] table "
                                          "is unwrapped)")
     add_flags(parser, FLAGS, SWITCHES, DEFAULTS, show=lambda key, value: _shown(value))
@@ -81,7 +83,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     values.update({key: value for key, value in vars(args).items() if key in keys})
     config = BenchConfig.from_dict(values)
     if not config.export_dir:
-        raise BenchError("export_dir is required: an export version directory (ftx export's OUT/NAME/<version>)")
+        raise BenchError("export_dir is required: a model base path (ftx export's OUT/NAME) or a version "
+                         "directory (OUT/NAME/<version>)")
     config.check()
     return config
 

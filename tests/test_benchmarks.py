@@ -345,13 +345,37 @@ def test_cli_refuses_what_is_not_an_export(tiny_run, tiny_export, tmp_path, caps
     assert _bench(tmp_path / "nowhere") == 2
     assert "no such export directory" in capsys.readouterr().err
     assert _bench(tiny_run) == 2
-    assert "no export_manifest.json: not an ftx export version directory" in capsys.readouterr().err
-    assert _bench(tiny_export.parent) == 2
-    assert "its versions: 1" in capsys.readouterr().err
+    assert "has no export_manifest.json and no version directories holding one: not an ftx export" in \
+        capsys.readouterr().err
+    assert _bench(tiny_export.parent, "--version", "2") == 2
+    assert f"{tiny_export.parent} has no version 2; it has 1" in capsys.readouterr().err
+    assert _bench(tiny_export, "--version", "1") == 2
+    assert f"is one version already; give its base path {tiny_export.parent} with --version" in \
+        capsys.readouterr().err
     partial = tmp_path / "2.partial"
     partial.mkdir()
     assert _bench(partial) == 2
     assert "half-written export" in capsys.readouterr().err
+
+
+def test_a_model_base_path_means_its_newest_blessed_version(tiny_export, tmp_path):
+    import shutil
+
+    from benchmarks.bench import BenchError, read_export
+
+    base = tmp_path / "tiny"
+    for version in (1, 3, 4):
+        shutil.copytree(tiny_export, base / str(version))
+    (base / "4" / "BLESSED").rename(base / "4" / "NOT_BLESSED")  # published with allow_unblessed
+    shutil.copytree(tiny_export, base / "5.not_blessed")
+    assert read_export(base).version_dir == base / "3"
+    assert read_export(base, 4).version_dir == base / "4"
+    assert read_export(base / "1").version_dir == base / "1"
+    for version in (1, 3):
+        (base / str(version) / "BLESSED").unlink()
+    with pytest.raises(BenchError, match=r"has no blessed version \(versions 1, 3, 4 were published unblessed\); "
+                                         "choose one with --version"):
+        read_export(base)
 
 
 def test_cli_checks_arguments_before_measuring(tiny_export, tmp_path, capsys):
