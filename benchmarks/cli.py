@@ -91,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def run(args: argparse.Namespace) -> int:
     from benchmarks.bench import run_benchmark
+    from benchmarks.terminal_summary import for_terminal
     from export.run_dir import RunDirError
 
     try:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     except (BenchError, ConfigError, RunDirError, ValueError) as error:
         print(f"ftx bench: {error}", file=sys.stderr)
         return 2
-    print((out / "summary.md").read_text())
+    print(for_terminal((out / "summary.md").read_text()), end="")
     written = sorted(path.name for path in out.iterdir() if path.is_file())
     print(f"reports in {out}: {', '.join(written)}")
     return 0

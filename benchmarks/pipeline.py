@@ -238,7 +238,7 @@ class Pipeline:
         results = json.loads((report_dir / "results.json").read_text())
         timed = [row for row in results["formats"] if row.get("measurements")]
         fastest = min(timed, key=lambda row: row["measurements"][0]["p50_ms"], default=None)
-        summary = (f"{len(timed)} formats; fastest at batch {fastest['measurements'][0]['batch_size']}: "
+        summary = (f"{len(timed)} format{'' if len(timed) == 1 else 's'}; fastest at batch {fastest['measurements'][0]['batch_size']}: "
                    f"{fastest['format']} {fastest['measurements'][0]['p50_ms']:.2f} ms p50" if fastest
                    else "no format measured")
         return "done", {"report_dir_path": str(report_dir)}, summary

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
 from training.plots import save_png
 
 PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#C44E52"}
+
+
+def nice_log_ticks(low: float, high: float, most: int = 8) -> list[float]:
+    """Plain-number ticks for a log axis over [low, high]: 1-2-5 steps, thinned to at most ``most``."""
+    low, high = min(low, high), max(low, high)
+    ticks: list[float] = []
+    for steps in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+                 for m in steps if low <= m * 10.0 ** e <= high]
+        if len(ticks) <= most:
+            break
+    return ticks if len(ticks) >= 2 else sorted({low, high})
+
+
+def _log_axis(axes, which: str, values: list[float], margin: float = 1.35) -> None:
+    """Log scale with room around the data (one point is not a degenerate range) and plain tick labels."""
+    low, high = min(values) / margin, max(values) * margin
+    getattr(axes, f"set_{which}scale")("log")
+    getattr(axes, f"set_{which}lim")(low, high)
+    axis = getattr(axes, f"{which}axis")
+    axis.set_major_locator(FixedLocator(nice_log_ticks(low, high)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def _label(entry: dict, many_threads: bool) -> str:
@@ -34,15 +59,13 @@ def latency_vs_throughput(results: dict) -> Figure:
         for x, y, m in zip(xs, ys, points):
             axes.annotate(str(m["batch_size"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
                           color=line.get_color())
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    for axis in (axes.xaxis, axes.yaxis):
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(ScalarFormatter())
+    measured = [m for entry in entries for m in entry["measurements"]]
+    _log_axis(axes, "x", [m["throughput"] for m in measured])
+    _log_axis(axes, "y", [m["p50_ms"] for m in measured])
     axes.set_xlabel("throughput (images/s)")
     axes.set_ylabel("p50 latency per call (ms)")
     axes.set_title("Latency against throughput (points labelled with batch size; lower right is better)")
-    axes.grid(True, which="both", alpha=0.3)
+    axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     return figure
@@ -75,7 +98,8 @@ def format_bars(results: dict) -> Figure:
                        textcoords="offset points", va="center", fontsize=7)
     for axes in (left, right):  # room for the value labels
         axes.set_xlim(0, axes.get_xlim()[1] * 1.25)
-    handles = [left.bar(0, 0, color=color, label=name) for name, color in PRECISION_COLORS.items()]
+    shown = {e["precision"] for e in entries}  # a legend entry for every colour drawn, and no other
+    handles = [left.bar(0, 0, color=color, label=name) for name, color in PRECISION_COLORS.items() if name in shown]
     figure.legend(handles=handles, fontsize=8, loc="lower center", ncol=3, frameon=False)
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
@@ -111,8 +135,9 @@ def serving_figure(results: dict) -> Figure:
         axes.set_xlabel("concurrent clients")
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=7)
-    latency.set_yscale("log")
-    latency.yaxis.set_major_formatter(ScalarFormatter())
+    _log_axis(latency, "y", [y for line in latency.lines for y in line.get_ydata() if y > 0])
+    throughput.set_ylim(0, max(y for line in throughput.lines for y in line.get_ydata()) * 1.15)  # from zero:
+    # a y-axis starting at the lowest rate makes 5 % look like a factor of two
     latency.set_ylabel("latency (ms; dotted: p99)")
     latency.set_title("ftx serve latency")
     throughput.set_ylabel("requests/s (1 image each)")

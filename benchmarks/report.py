@@ -177,7 +177,8 @@ def summary_markdown(results: dict) -> str:
             _fmt(None if drop is None else 0.0 - drop), _fmt(entry.get("top1_agreement"), 4),
             "–" if stable is None else ("yes" if stable else "NO")]) + " |")
     reference = next((e.get("reference") for e in results["formats"] if e.get("reference")), None)
-    if reference:
+    compared = [e for e in results["formats"] if "error" not in e and e["format"] != reference]
+    if reference and compared:  # with the reference alone there is nothing to compare it with
         lines += ["", f"Δ and agreement are against `{reference}` on the CPU, image by image."]
     notes = slower_than_fp32(results)
     if notes:

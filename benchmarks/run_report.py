@@ -20,7 +20,8 @@ from training.atomic import write_text
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code,pre{background:#f6f8fa}
-pre{padding:.8em;overflow-x:auto}h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #ccc;margin-top:2em}"""
+pre{padding:.8em;overflow-x:auto}h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #ccc;margin-top:2em}
+.scroll{overflow-x:auto;max-width:100%}.scroll table{margin:0}p,li{overflow-wrap:anywhere}"""
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -85,7 +86,8 @@ def _smoke(record) -> list[str]:
     if record is None or not record.outputs.get("result_path"):
         return lines + [record.summary if record else "Not run.", ""]
     result = json.loads(Path(record.outputs["result_path"]).read_text())
-    lines += [f"`ftx serve` ({result['backend']} backend) on 127.0.0.1, {result['images']} test images, "
+    lines += [f"`ftx serve` ({result['backend']} backend) on 127.0.0.1, {result['images']} "
+              f"{result.get('split', 'test')} images, "
               f"{result['seconds']} s in all.", ""]
     return lines + _table(["check", "result", "detail", "ms"],
                           [[c["check"], "pass" if c["passed"] else "FAIL", c["detail"], c["ms"]]
@@ -153,6 +155,8 @@ def html_page(markdown_text: str, out: Path, title: str) -> str:
         return f'{match.group(1)}data:image/png;base64,{data}"'
 
     body = re.sub(r'(<img [^>]*src=")([^":]+\.png)"', inline, body)
+    # a wide table scrolls inside its own box instead of widening the page (16 columns at 900 px)
+    body = re.sub(r"<table>.*?</table>", lambda m: f'<div class="scroll">{m.group(0)}</div>', body, flags=re.S)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 

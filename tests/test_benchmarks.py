@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +221,10 @@ def test_ftx_bench_end_to_end(tiny_export, tmp_path):
     assert results["test_images"] == {"split": "test", "accuracy_images": 12, "timing_images": 8}
     assert results["environment"]["logical_cores"] >= 1 and results["environment"]["versions"]["onnxruntime"]
 
+    # each worker's own peak memory: the Keras worker holds TensorFlow, the LiteRT one does not, and neither
+    # inherits this test process's (ru_maxrss survives exec; VmHWM does not)
+    peaks = {row["format"]: row["peak_memory_mb"] for row in results["formats"]}
+    assert peaks["keras"] > peaks["tflite"] + 100 and len(set(peaks.values())) == len(peaks), peaks
     with open(out / "measurements.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["format"], r["batch_size"]) for r in rows] == [(f, b) for f in ("keras", "onnx", "tflite", "tflite-int8")
@@ -399,3 +404,68 @@ def test_cli_checks_arguments_before_measuring(tiny_export, tmp_path, capsys):
     assert _bench(tiny_export, "--config", config, "--out", tmp_path / "g") == 2
     assert "max_windows must be int, got 'ten' (str)" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcdefg")
+
+
+def test_the_terminal_gets_the_summary_aligned_without_markdown():
+    from benchmarks.terminal_summary import for_terminal
+
+    markdown = ("# ftx bench: tiny v1 (BLESSED)\n\n- Date: today\n\n## Per format\n\n"
+                "| format | b1 p50 ms | accuracy |\n|---|---|---|\n| onnx | 0.30 | 1.0000 |\n"
+                "| tflite-int8 | 0.17 | 0.9167 |\n\nΔ is against `onnx`; **slower** ones are named.\n\n"
+                "![serving](serving.png)\n")
+    assert for_terminal(markdown) == (
+        "ftx bench: tiny v1 (BLESSED)\n============================\n\n- Date: today\n\n"
+        "Per format\n----------\n\n"
+        "format       b1 p50 ms  accuracy\n"
+        "onnx         0.30       1.0000\n"
+        "tflite-int8  0.17       0.9167\n\n"
+        "Δ is against onnx; slower ones are named.\n\n(plot: serving.png)\n")
+
+
+# --- the plots ---------------------------------------------------------------------------------------
+
+def _tick_labels(axis) -> list[str]:
+    return [tick.get_text() for tick in axis.get_ticklabels() if tick.get_text()]
+
+
+def _overlapping(labels) -> bool:
+    boxes = sorted((label.get_window_extent() for label in labels if label.get_text()), key=lambda box: box.x0)
+    return any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+
+
+def test_latency_plot_with_one_point_has_room_and_plain_ticks_that_do_not_overlap():
+    from benchmarks.plots import latency_vs_throughput, nice_log_ticks
+
+    figure = latency_vs_throughput(_results([_entry("onnx", "ONNX Runtime", "fp32", {1: 0.30})]))
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    low, high = axes.get_xlim()
+    assert low < 1000 / 0.30 < high and high / low > 1.5  # the point sits inside a real range
+    for axis in (axes.xaxis, axes.yaxis):
+        labels = _tick_labels(axis)
+        assert 2 <= len(labels) <= 8 and not any("$" in text or "×" in text for text in labels), labels
+        assert not _overlapping(axis.get_ticklabels())
+    assert nice_log_ticks(0.2, 30) == [0.2, 0.5, 1, 2, 5, 10, 20]
+    assert nice_log_ticks(1, 1e6) == [1, 10, 100, 1000, 10000, 100000, 1e6]
+
+
+def test_format_bars_legend_names_only_the_precisions_drawn():
+    from benchmarks.plots import format_bars
+
+    figure = format_bars(_results([_entry("onnx", "ONNX Runtime", "fp32", {1: 0.3}),
+                                   _entry("tflite-int8", "LiteRT", "int8", {1: 0.2})]))
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["fp32", "int8"]
+
+
+def test_serving_plot_throughput_starts_at_zero_and_latency_ticks_are_plain_numbers():
+    from benchmarks.plots import serving_figure
+
+    results = _results([_entry("onnx", "ONNX Runtime", "fp32", {1: 0.3})],
+                       serving=[_serving(1, 1.4, 660.0), _serving(4, 3.1, 700.0), _serving(16, 30.0, 690.0)])
+    figure = serving_figure(results)
+    figure.canvas.draw()
+    latency, throughput = figure.axes
+    assert throughput.get_ylim()[0] == 0
+    labels = _tick_labels(latency.yaxis)
+    assert labels and all(re.fullmatch(r"[0-9.]+", text) for text in labels), labels

@@ -142,11 +142,21 @@ def test_confusion_matrix_normalised_rows_as_percentages() -> None:
     cm = [[3, 1, 0, 0], [0, 0, 0, 0], [2, 0, 2, 0], [1, 0, 0, 299]]  # "b" has no examples
     texts = _cell_texts(plots.confusion_matrix_figure(cm, ["a", "b", "c", "d"]))
     # Keys are (x, y) = (predicted column, true row). Empty off-diagonal cells are blank, the
-    # diagonal is always written, and a real mistake under 0.5 % shows as "<1", not "0".
+    # diagonal is always written, each share has its count beneath, and a real mistake under 1 %
+    # shows as "<1", its row's rest as ">99": never a rounded "0" or "100".
     assert texts == {
-        (0, 0): "75", (1, 0): "25", (1, 1): "0", (0, 2): "50", (2, 2): "50",
-        (0, 3): "<1", (3, 3): "100",
+        (0, 0): "75\n(3)", (1, 0): "25\n(1)", (1, 1): "0\n(0)", (0, 2): "50\n(2)", (2, 2): "50\n(2)",
+        (0, 3): "<1\n(1)", (3, 3): ">99\n(299)",
     }
+
+
+def test_confusion_matrix_shares_round_half_up_and_five_in_a_thousand_is_not_zero() -> None:
+    cm = [[995, 5, 0], [1, 1, 0], [0, 3, 997]]
+    texts = _cell_texts(plots.confusion_matrix_figure(cm, ["a", "b", "c"]))
+    assert texts[(1, 0)] == "<1\n(5)"  # 0.5 %: round-half-even made it "0" beside "<1" for 0.1-0.4 %
+    assert texts[(0, 1)] == texts[(1, 1)] == "50\n(1)"
+    assert texts[(0, 0)] == ">99\n(995)" and texts[(2, 2)] == ">99\n(997)"
+    assert _cell_texts(plots.confusion_matrix_figure([[2, 0], [0, 8]], ["a", "b"]))[(0, 0)] == "100\n(2)"
 
 
 def test_confusion_matrix_counts() -> None:
@@ -283,6 +293,21 @@ def test_worst_caption_when_given_only_the_wrong_ones() -> None:
         images[wrong], y_true[wrong], y_pred[wrong], probs[wrong], NAMES
     )
     assert fig.get_suptitle() == "4 mistakes, most confident first"
+
+
+def test_one_mistakes_title_fits_in_its_figure() -> None:
+    images, y_true, y_pred, probs = _predictions(n=120)
+    y_pred = y_true.copy()
+    y_pred[7] = (y_true[7] + 1) % len(NAMES)  # a single mistake: a one-image grid under a long title
+    fig = prediction_plots.worst_misclassifications_figure(images, y_true, y_pred, probs, NAMES)
+    assert fig.get_suptitle() == "The only mistake in 120 images"
+    fig.canvas.draw()  # constrained layout places the title; then its extent is known
+    title = fig._suptitle.get_window_extent()
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1, (title, fig.bbox)
+    grid = prediction_plots.prediction_grid_figure(images[:1], y_true[:1], y_pred[:1], probs[:1], NAMES)
+    grid.canvas.draw()
+    title = grid._suptitle.get_window_extent()
+    assert grid.bbox.x0 <= title.x0 and title.x1 <= grid.bbox.x1, (title, grid.bbox)
 
 
 def test_plot_worst_misclassifications_writes_png(tmp_path: Path) -> None:

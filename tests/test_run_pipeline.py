@@ -6,6 +6,7 @@ import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 
 from conftest import make_tiny_dataset
@@ -82,11 +83,13 @@ def test_every_stage_runs_and_the_report_stands_alone(pipeline):
         "gRPC GetModelStatus", "gRPC Predict serving_default (float tensor)",
         "gRPC Predict serving_bytes (encoded images)", "gRPC Classify (tf.Example)", "REST status",
         'REST predict serving_bytes ({"b64"})', "REST classify"]
+    assert smoke["split"] == "test" and smoke["checks"][0]["detail"] == "version 1 AVAILABLE"
     assert (out / "bench" / "results.json").is_file()
     markdown = (out / "report.md").read_text()
     for heading in ("## Stages", "## Training", "## Export and parity gate", "## Serving smoke test",
                     "## Benchmarks", "## Serve this export"):
         assert heading in markdown
+    assert "on 127.0.0.1, 12 test images," in markdown and "[(1, 'AVAILABLE')]" not in markdown
     assert "| onnx | " in markdown and "--model_base_path=" in markdown and "tensorflow/serving" in markdown
     html = (out / "report.html").read_text()
     images = _Images()
@@ -132,8 +135,9 @@ def test_a_bad_config_is_refused_before_any_work(tmp_path, capsys):
     config.write_text(f"[train]\ndata = '{tmp_path / 'no-such-folder'}'\n")
     assert _ftx("run", config, "--out", tmp_path / "out") == 2
     err = capsys.readouterr().err
-    assert "no-such-folder" in err and "stages finished so far are kept" in err
-    assert not (tmp_path / "out" / "train").exists()
+    assert err == f"ftx run: data '{tmp_path / 'no-such-folder'}' does not exist, and it is not a builtin dataset " \
+        "(fashion-mnist)\n"  # refused before any stage starts
+    assert not (tmp_path / "out").exists()
 
 
 def test_print_config_shows_the_demo_with_every_default(capsys):
@@ -142,3 +146,49 @@ def test_print_config_shows_the_demo_with_every_default(capsys):
     assert text.startswith('[run]\nname = "fashion"\n')
     assert 'strategy = "fine-tune"' in text and "calibration_images = 500" in text
     assert re.search(r"accuracy_images = 2000", text)
+
+
+CHECK_PAGE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images];
+  document.body.setAttribute('data-check', JSON.stringify({
+    width: innerWidth, scroll: document.documentElement.scrollWidth, images: images.length,
+    broken: images.filter(image => !(image.complete && image.naturalWidth > 0)).map(image => image.alt)}));
+});</script>"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium (Debian's chromium, which .ci/run installs)")
+@pytest.mark.parametrize("width", [900, 1400])
+def test_the_report_renders_in_a_real_browser_with_every_image_and_no_horizontal_overflow(pipeline, width,
+                                                                                          tmp_path):
+    import html
+    import subprocess
+
+    from PIL import Image
+
+    _, out, _ = pipeline
+    page = tmp_path / "report.html"
+    page.write_text((out / "report.html").read_text().replace("</body>", CHECK_PAGE + "</body>"))
+    browser = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*browser, f"--window-size={width},1200", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-check="([^"]*)"', dom.stdout)
+    assert found, dom.stderr[-2000:]
+    check = json.loads(html.unescape(found.group(1)))
+    assert check["width"] == width
+    assert check["images"] >= 5 and check["broken"] == [], check  # training curves, confusion, grids, bench
+    assert check["scroll"] <= width, check  # wide tables scroll in their own box; the page does not
+    shot = tmp_path / f"report-{width}.png"
+    subprocess.run([*browser, f"--window-size={width},2400", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, text=True, timeout=120, check=True)
+    with Image.open(shot) as image:
+        assert image.size == (width, 2400)
+        grey = np.asarray(image.convert("L"), dtype=np.float32)
+    assert grey.std() > 20  # a page with text and plots, not a blank or error screen
+    assert grey[:, -8:].std() < 5  # the right margin is empty: nothing runs off the page's edge

@@ -80,7 +80,7 @@ def test_a_log_record_does_not_cut_a_progress_bar_in_half():
 
 def test_library_chatter_goes_to_the_debug_log(caplog):
     log = logging.getLogger("export.chatter_test")
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="export"):  # an earlier ftx main() may have set it to INFO
         with library_chatter(log, "quantizer"):
             print("Collecting tensor data and making histogram ...")
             logging.warning("Please consider to run pre-processing before quantization.")

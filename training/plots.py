@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def confusion_matrix_figure(
     _label_classes(ax, [shorten(str(c), 24) for c in class_names])
     kind = "% of each true class" if normalize else "counts"
     ax.set_title(f"Confusion matrix ({kind})")
-    _annotate_cells(ax, values, counts, vmax, fontsize=float(np.clip(110 / n, 6, 10)))
+    _annotate_cells(ax, values, counts, vmax, fontsize=float(np.clip(110 / n, 6, 10)), percentages=normalize)
     return fig
 
 
@@ -191,19 +192,27 @@ def _label_classes(ax: Axes, labels: list[str]) -> None:
 
 
 def _annotate_cells(
-    ax: Axes, values: np.ndarray, counts: np.ndarray, vmax: float, *, fontsize: float
+    ax: Axes, values: np.ndarray, counts: np.ndarray, vmax: float, *, fontsize: float, percentages: bool
 ) -> None:
-    """Write each cell's rounded value, white on dark cells so it stays readable.
+    """Write each cell's value, white on dark cells so it stays readable.
 
-    Empty off-diagonal cells stay blank so mistakes stand out; a mistake that
-    rounds to 0 % is written "<1" rather than hidden.
+    Empty off-diagonal cells stay blank so mistakes stand out. Percentages
+    get the count beneath, since on a small
+    split "67" may be 2 images; a non-zero share under 1 % is "<1" and one
+    short of the whole row is ">99", never a rounded "0" or "100".
     """
     for (row, col), value in np.ndenumerate(values):
-        if counts[row, col] == 0 and row != col:
+        count = int(counts[row, col])
+        if count == 0 and row != col:
             continue
-        text = "<1" if 0 < value < 0.5 else f"{value:.0f}"
+        if not percentages:
+            text = str(count)
+        else:
+            share = "<1" if 0 < value < 1 else ">99" if 99 < value < 100 else f"{math.floor(value + 0.5)}"
+            text = f"{share}\n({count})"
         color = "white" if value > 0.55 * vmax else "black"
-        ax.text(col, row, text, ha="center", va="center", fontsize=fontsize, color=color)
+        ax.text(col, row, text, ha="center", va="center", fontsize=fontsize * (0.85 if percentages else 1),
+                color=color, linespacing=1.0)
 
 
 def plot_confusion_matrix(

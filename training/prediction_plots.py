@@ -69,11 +69,15 @@ def prediction_title(true_name: str, pred_name: str, prob: float) -> str:
     return f"{truth}{separator}{pred} ({prob:.2f})"
 
 
-def _grid_figure(images: np.ndarray, titles: list[str], colors: list[str]) -> Figure:
-    """Lay images out in a near-square grid, one coloured title each."""
+SUPTITLE_INCHES_PER_CHAR = 0.095  # 12 pt DejaVu Sans, with room to spare
+
+
+def _grid_figure(images: np.ndarray, titles: list[str], colors: list[str], suptitle: str = "") -> Figure:
+    """Lay images out in a near-square grid, one coloured title each; wide enough for ``suptitle``."""
     cols = math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
-    fig = Figure(figsize=(2.1 * cols, 2.25 * rows + 0.4), layout="constrained")
+    width = max(2.1 * cols, SUPTITLE_INCHES_PER_CHAR * len(suptitle) + 0.4)  # one image: the title sets it
+    fig = Figure(figsize=(width, 2.25 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes:
         ax.set_axis_off()
@@ -82,18 +86,20 @@ def _grid_figure(images: np.ndarray, titles: list[str], colors: list[str]) -> Fi
         interpolation = "nearest" if max(image.shape[:2]) <= 96 else "antialiased"
         ax.imshow(image, interpolation=interpolation)
         ax.set_title(title, color=color, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig
 
 
 def _captioned_grid(
     images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
-    class_names: Sequence[str],
+    class_names: Sequence[str], suptitle: str,
 ) -> Figure:
     """A grid whose captions follow the "truth:prediction (prob)", green/red convention."""
     names = [str(c) for c in class_names]
     titles = [prediction_title(names[t], names[p], q) for t, p, q in zip(y_true, y_pred, probs)]
     colors = [RIGHT_COLOR if t == p else WRONG_COLOR for t, p in zip(y_true, y_pred)]
-    return _grid_figure(images, titles, colors)
+    return _grid_figure(images, titles, colors, suptitle)
 
 
 def prediction_grid_figure(
@@ -111,10 +117,9 @@ def prediction_grid_figure(
     if images.shape[0] == 0:
         return _message_figure("No images to show", color="dimgrey")
     keep = slice(0, max_images)
-    fig = _captioned_grid(images[keep], y_true[keep], y_pred[keep], probs[keep], class_names)
     right, shown = int(np.sum(y_true[keep] == y_pred[keep])), len(y_true[keep])
-    fig.suptitle(f"Predictions: {right} of {shown} right (prob = confidence in prediction)")
-    return fig
+    return _captioned_grid(images[keep], y_true[keep], y_pred[keep], probs[keep], class_names,
+                           f"Predictions: {right} of {shown} right (prob = confidence in prediction)")
 
 
 def plot_prediction_grid(
@@ -153,15 +158,14 @@ def worst_misclassifications_figure(
     if chosen.size == 0:
         among = f" among {y_true.size} images" if y_true.size else " to show"
         return _message_figure(f"No misclassifications{among}", color=RIGHT_COLOR)
-    fig = _captioned_grid(
-        images[chosen], y_true[chosen], y_pred[chosen], probs[chosen], class_names
-    )
-    fig.suptitle(_worst_caption(chosen.size, int(np.sum(y_true != y_pred)), y_true.size))
-    return fig
+    return _captioned_grid(images[chosen], y_true[chosen], y_pred[chosen], probs[chosen], class_names,
+                           _worst_caption(chosen.size, int(np.sum(y_true != y_pred)), y_true.size))
 
 
 def _worst_caption(shown: int, wrong: int, total: int) -> str:
     """Say how the shown mistakes relate to all of them (callers may pass only the wrong ones)."""
+    if shown == wrong == 1:
+        return "The only mistake" + ("" if total == 1 else f" in {total} images")
     if shown == wrong == total:
         return f"{shown} mistakes, most confident first"
     if shown == wrong:
