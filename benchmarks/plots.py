@@ -15,15 +15,26 @@ PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#C44E52"}
 
 
 def nice_log_ticks(low: float, high: float, most: int = 8) -> list[float]:
-    """Plain-number ticks for a log axis over [low, high]: 1-2-5 steps, thinned to at most ``most``."""
+    """Plain-number ticks for a log axis over [low, high]: 1-2-5 steps, thinned to at most ``most``,
+    or finer steps when the range is narrower than one of them."""
     low, high = min(low, high), max(low, high)
-    ticks: list[float] = []
-    for steps in ((1, 2, 5), (1, 3), (1,)):
-        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
-                 for m in steps if low <= m * 10.0 ** e <= high]
-        if len(ticks) <= most:
+    decades = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+
+    def ticks(steps) -> list[float]:
+        return [float(f"{m * 10.0 ** e:.6g}") for e in decades for m in steps if low <= m * 10.0 ** e <= high]
+
+    for steps in ((1, 2, 5), (1, 3), (1,)):  # coarser until few enough
+        found = ticks(steps)
+        if len(found) <= most:
             break
-    return ticks if len(ticks) >= 2 else sorted({low, high})
+    for steps in (range(1, 10), [m / 2 for m in range(2, 20)], [m / 10 for m in range(10, 100)],
+                  [m / 100 for m in range(100, 1000)]):
+        if len(found) >= 2:
+            break
+        found = ticks(steps)  # finer until two ticks fall inside
+        while len(found) > most:
+            found = found[::2]
+    return found
 
 
 def _log_axis(axes, which: str, values: list[float], margin: float = 1.35) -> None:
