@@ -46,15 +46,21 @@ class WorkerSpec:
         return RunnerSpec(self.format, self.family, self.precision, Path(self.artifact))
 
 
-def rss_mb() -> float:
-    """Resident memory now (Linux /proc), else the peak so far."""
+def _status_mb(field: str) -> float | None:
+    """A memory line of Linux's /proc/self/status ("VmRSS", "VmHWM") in MB; None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux /proc), else the peak so far."""
+    now = _status_mb("VmRSS")
+    return peak_rss_mb() if now is None else now
 
 
 def peak_rss_mb() -> float:
@@ -63,12 +69,9 @@ def peak_rss_mb() -> float:
     ``ru_maxrss`` survives exec, so a worker started by a 2.6 GB ``ftx run``
     reported 2.6 GB for every format; it is the fallback off Linux only.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 

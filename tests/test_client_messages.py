@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from serving.client import ClientOptions, GrpcClient, RestClient, server_address
+from test_serving_hostile import free_port
 from test_serving_server import start
 
 
@@ -22,12 +22,6 @@ def server(tiny_export):
 @pytest.fixture(scope="module")
 def image(tiny_dataset):
     return next((tiny_dataset / "test" / "red").glob("*.png"))
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _client(*args) -> subprocess.CompletedProcess:
@@ -56,7 +50,7 @@ def test_grpc_pointed_at_the_rest_port_says_so_in_one_line(server, image):
 
 @pytest.mark.parametrize("rest", [False, True])
 def test_nothing_listening_is_said_as_such(rest, image):
-    port = _closed_port()
+    port = free_port()  # bound and released: nothing listens there
     line = _one_line(_client("status", *(["--rest"] if rest else []), "--server", f"127.0.0.1:{port}"))
     where = f"http://127.0.0.1:{port} (REST)" if rest else f"127.0.0.1:{port} (gRPC)"
     assert line == f"ftx client: nothing is listening on {where}"

@@ -25,42 +25,15 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_dataset
+from test_kill_safety import _gone
+from test_run_pipeline import CONFIG as PIPELINE_CONFIG
 from training.native_stderr import is_native_log
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="children die with ftx run through Linux's PR_SET_PDEATHSIG")
 
-CONFIG = """
-[run]
-name = "tiny"
-progress = false
-[train]
-data = "{data}"
-image_size = 32
-strategy = "feature-extraction"
-epochs = 40
-batch_size = 8
-seed = 3
-learning_rate = 0.01
-[export]
-formats = ["onnx", "tflite"]
-parity_images = 12
-calibration_images = 8
-[serve]
-images = 12
-[bench]
-formats = ["onnx", "tflite"]
-batch_sizes = [1]
-accuracy_images = 12
-timing_images = 8
-warmup_seconds = 0.0
-window_seconds = 0.02
-max_windows = 4
-serving_modes = ["grpc-tensor"]
-concurrency = [1]
-serving_seconds = 0.5
-serving_batching = ["off"]
-"""
+# the pipeline test's tiny run, with epochs enough to land a kill among them
+CONFIG = PIPELINE_CONFIG.replace("epochs = 30", "epochs = 40").replace("{max_windows}", "4")
 STAGES = ["train", "export", "serve", "bench", "report"]
 
 
@@ -92,13 +65,6 @@ def _workers(pid: int) -> set[int]:
         except OSError:
             continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _tree(root: Path) -> set[str]:
@@ -137,10 +103,10 @@ def _run(config: Path, out: Path, env: dict, log: Path, kill_in: str | None) -> 
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     for _ in range(300):
-        if not any(_alive(child) for child in children):
+        if all(_gone(child) for child in children):
             break
         time.sleep(0.05)
-    assert not any(_alive(child) for child in children), f"children outlived ftx run killed in {kill_in}"
+    assert all(_gone(child) for child in children), f"children outlived ftx run killed in {kill_in}"
     done_line = f"[{STAGES.index(kill_in) + 1}/{len(STAGES)}] {kill_in}: "
     return {"stage": kill_in, "children": len(workers), "finished": done_line in log.read_text(),
             "left": sorted(p for p in _tree(out) if any(part.startswith(".") or part.endswith(".partial")
