@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -70,7 +71,8 @@ def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[
     the base path cannot be listed: a transient error (a directory swap, NFS) must not unload what serves,
     as FileSystemStoragePathSource refuses to emit an empty list for a missing base path."""
     try:
-        children = list(base_path.iterdir())
+        with os.scandir(base_path) as listing:  # d_type from the listing itself: no stat that a rename can race
+            children = [(entry.name, _is_directory(entry)) for entry in listing]
     except OSError as error:
         if "<base path>" not in ignored:
             ignored.add("<base path>")
@@ -78,10 +80,13 @@ def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[
                         error.strerror or error)
         return None
     ignored.discard("<base path>")
+    if not base_path.is_dir():
+        return None  # renamed away while it was listed: this poll saw no stable directory
     found = {}
-    for child in children:
-        version = parse_version(child.name)
-        if version is not None and child.is_dir():
+    for name, is_directory in children:
+        child = base_path / name
+        version = parse_version(name)
+        if version is not None and is_directory:
             found[version] = child
         elif child.name not in ignored:
             ignored.add(child.name)
@@ -92,6 +97,13 @@ def version_directories(base_path: Path, ignored: set[str], model: str) -> dict[
                 log.info("model %s: ignoring %s (not a version directory: versions are int64 numbers)",
                          model, child)
     return found
+
+
+def _is_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlinked version directory, as TF Serving does
+    except OSError:
+        return False
 
 
 def why_no_versions(base_path: Path) -> str:

@@ -9,6 +9,7 @@ threads sending Predict (no version named) and checks every answer against the K
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -26,6 +27,7 @@ from export.run_dir import read_run
 from export.samples import load_samples
 from export.savedmodel import load_keras_model
 from serving.loader import VersionLoader
+from serving import model_store
 from serving.model_store import ModelStore
 from serving.server import ModelServer, ServerLimits
 from serving.tfs_config import ModelEntry, VersionPolicy
@@ -364,6 +366,38 @@ def test_e_a_base_path_that_vanishes_for_a_while_keeps_its_versions_serving(expo
     summary = load.summary("e) base path moved away and back")
     print(summary)
     assert load.failures == [] and load.versions() == {1}, summary
+
+
+def test_e_a_rename_that_lands_while_the_base_path_is_listed_is_not_an_empty_poll(tmp_path, monkeypatch):
+    """The race CI once hit in the test above: the listing named ``1``, the base path moved before ``1`` was
+    looked at, and the poll saw "no version directory", unloading the served version. The rename is made to
+    land between the listing's first entry and its end; the poll must keep what it listed or say it saw nothing."""
+    base = tmp_path / "tiny"
+    for name in ("1", "2", "notes"):
+        (base / name).mkdir(parents=True)
+    real_scandir = os.scandir
+
+    class RenamedMidway:
+        def __init__(self, path):
+            self.listing = real_scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.listing.close()
+
+        def __iter__(self):
+            for number, entry in enumerate(self.listing):
+                if number == 1:
+                    base.rename(tmp_path / "away")
+                yield entry
+
+    monkeypatch.setattr(model_store.os, "scandir", RenamedMidway)
+    assert model_store.version_directories(base, set(), "tiny") is None
+    monkeypatch.setattr(model_store.os, "scandir", real_scandir)
+    (tmp_path / "away").rename(base)
+    assert model_store.version_directories(base, set(), "tiny") == {1: base / "1", 2: base / "2"}
 
 
 def test_f_a_manifest_naming_files_outside_its_version_is_refused(exported, tmp_path):
