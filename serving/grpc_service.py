@@ -16,6 +16,7 @@ import grpc
 from serving import inference
 from serving.errors import ServingError
 from serving.metrics import Metrics
+from serving.request_timing import timed_request
 from serving.model_store import ModelStore, VersionState
 from serving.protos import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2,
                             model_management_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
@@ -48,19 +49,20 @@ def guarded(api: str, counted: bool = True) -> Callable:
     def decorate(method):
         def wrapper(self, request, context):
             started, status = time.perf_counter(), "OK"
-            try:
-                return method(self, request, context)
-            except ServingError as error:
-                status = error.code.name
-                context.abort(error.code, _truncated(error.message))
-            except Exception as error:  # noqa: BLE001 - the server outlives any one request
-                status = "INTERNAL"
-                log.exception("%s failed", api)
-                context.abort(grpc.StatusCode.INTERNAL, _truncated(f"{type(error).__name__}: {error}"))
-            finally:
-                if counted and self.metrics is not None:
-                    model = request.model_spec.name if hasattr(request, "model_spec") else ""
-                    self.metrics.record(model, api, "GRPC", status, time.perf_counter() - started)
+            with timed_request() as timing:
+                try:
+                    return method(self, request, context)
+                except ServingError as error:
+                    status = error.code.name
+                    context.abort(error.code, _truncated(error.message))
+                except Exception as error:  # noqa: BLE001 - the server outlives any one request
+                    status = "INTERNAL"
+                    log.exception("%s failed", api)
+                    context.abort(grpc.StatusCode.INTERNAL, _truncated(f"{type(error).__name__}: {error}"))
+                finally:
+                    if counted and self.metrics is not None:
+                        model = request.model_spec.name if hasattr(request, "model_spec") else ""
+                        self.metrics.record(model, api, "GRPC", status, time.perf_counter() - started, timing)
         wrapper.__name__ = method.__name__
         return wrapper
     return decorate

@@ -22,6 +22,7 @@ from serving import inference
 from serving.errors import ServingError
 from serving.grpc_service import model_metadata, model_status
 from serving.metrics import Metrics
+from serving.request_timing import timed_request
 from serving.model_store import ModelStore
 from serving.protos import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, regression_pb2
 from serving.rest_json import examples_input, format_float, parse_json, predict_body, request_arrays
@@ -56,15 +57,16 @@ class RestApi:
         route = (POST_ROUTE if method == "POST" else GET_ROUTE).fullmatch(target)
         model = urllib.parse.unquote(route[1] or "") if route else ""  # errors count under the model asked for
         api = route[4] if route and method == "POST" else ""
-        try:
-            status, text = self.handle(method, target, body)
-        except ServingError as error:
-            status, text, outcome = error.http_status, _error_body(error.message).decode(), error.code.name
-        except Exception as error:  # noqa: BLE001 - the server outlives any one request
-            log.exception("REST %s %s failed", method, target[:200])
-            status, text, outcome = 500, _error_body(f"{type(error).__name__}: {error}").decode(), "INTERNAL"
+        with timed_request() as timing:
+            try:
+                status, text = self.handle(method, target, body)
+            except ServingError as error:
+                status, text, outcome = error.http_status, _error_body(error.message).decode(), error.code.name
+            except Exception as error:  # noqa: BLE001 - the server outlives any one request
+                log.exception("REST %s %s failed", method, target[:200])
+                status, text, outcome = 500, _error_body(f"{type(error).__name__}: {error}").decode(), "INTERNAL"
         if self.metrics is not None:
-            self.metrics.record(model, api, "REST", outcome, time.perf_counter() - started)
+            self.metrics.record(model, api, "REST", outcome, time.perf_counter() - started, timing)
         return status, JSON_TYPE, text.encode()
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, str]:

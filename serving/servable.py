@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from export.manifest import MANIFEST_FILE, sha256_file
 from serving.errors import ServingError
+from serving.request_timing import add_runtime
 from serving.signature_defs import SIGNATURE_DEFS_FILE, read_signature_defs
 
 SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_EXAMPLES, SIGNATURE_CLASSIFY = (
@@ -34,6 +36,7 @@ IMAGE_FEATURE = "image/encoded"
 INPUT_NAMES = {SIGNATURE_TENSOR: "images", SIGNATURE_BYTES: "images_bytes", SIGNATURE_EXAMPLES: "examples",
                SIGNATURE_CLASSIFY: "inputs"}
 BACKENDS = {"onnx": "model.onnx", "savedmodel": "saved_model.pb"}
+RUNTIMES = {"onnx": "onnxruntime", "savedmodel": "tensorflow"}  # runtime_latency's "runtime" label
 LABELS_FILE = "labels.txt"
 MAX_MANIFEST_BYTES = 16 << 20
 
@@ -63,6 +66,7 @@ class Servable:
     runner: Runner
     limits: InputLimits = InputLimits()
     close: Callable[[], None] = field(default=lambda: None)
+    runtime: str = RUNTIMES["onnx"]
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of ``signature`` for checked ``inputs`` (names, dtypes and shapes match its SignatureDef)."""
@@ -76,7 +80,9 @@ class Servable:
             images = self.decode_all(list(value.reshape(-1)))
         else:
             images = self.decode_all([image_from_example(item) for item in value.reshape(-1)])
+        started = time.perf_counter()
         probabilities = np.asarray(self.runner(images), np.float32)
+        add_runtime(self.runtime, time.perf_counter() - started)
         if signature == SIGNATURE_CLASSIFY:
             classes = np.empty(probabilities.shape, dtype=object)
             classes[:] = [name.encode() for name in self.class_names]
@@ -252,4 +258,5 @@ def load_servable(name: str, version: int, version_dir: Path, backend: str, thre
             with lock:
                 return function(images=tf.constant(images))["probabilities"].numpy()
 
-    return Servable(name, version, version_dir, signature_defs, class_names, image_size, runner, limits)
+    return Servable(name, version, version_dir, signature_defs, class_names, image_size, runner, limits,
+                    runtime=RUNTIMES[backend])

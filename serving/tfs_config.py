@@ -153,6 +153,7 @@ class BatchingSettings:
     max_enqueued_batches: int = 100
     allowed_batch_sizes: tuple[int, ...] = ()
     pad_variable_length_inputs: bool = False
+    thread_pool_name: str = "model_server_batch_threads"  # --enable_batching without a file, as TF Serving names it
 
     @classmethod
     def for_device(cls, device: str, cores: int | None = None) -> "BatchingSettings":
@@ -175,6 +176,7 @@ class BatchingSettings:
         message.max_enqueued_batches.value = self.max_enqueued_batches
         message.allowed_batch_sizes.extend(self.allowed_batch_sizes)
         message.pad_variable_length_inputs = self.pad_variable_length_inputs
+        message.thread_pool_name.value = self.thread_pool_name
         check_batching(message)
         return message
 
@@ -188,7 +190,9 @@ class BatchingSettings:
         return cls(max_batch_size=value("max_batch_size"), batch_timeout_micros=value("batch_timeout_micros"),
                    num_batch_threads=value("num_batch_threads"), max_enqueued_batches=value("max_enqueued_batches"),
                    allowed_batch_sizes=tuple(message.allowed_batch_sizes),
-                   pad_variable_length_inputs=message.pad_variable_length_inputs)
+                   pad_variable_length_inputs=message.pad_variable_length_inputs,
+                   thread_pool_name=message.thread_pool_name.value if message.HasField("thread_pool_name")
+                   else "batch_threads")  # SharedBatchScheduler::Options' default
 
 
 def check_batching(message) -> None:

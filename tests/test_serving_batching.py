@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from serving.batching import Batcher
 from serving.errors import ServingError
+from serving.request_timing import RequestTiming, timed_request
 from serving.tfs_config import BatchingSettings
 
 
@@ -95,3 +97,45 @@ def test_a_call_after_close_is_still_served():
     batcher.close()
     assert batcher(np.ones((2, 1), np.float32)).tolist() == [[2.0], [2.0]]
     assert runner.shapes == [2]
+
+
+def test_each_request_reports_its_wait_in_the_queue_under_the_thread_pool_name():
+    """batching_session.cc records queuing_latency{thread_pool_name} as dequeue time minus enqueue time. A
+    request queued behind a batch held for 0.3 s waits about that long; the first one, taken at once, does not."""
+    gate = threading.Event()
+    runner = RecordingRunner(gate)
+    batcher = Batcher(runner, BatchingSettings(max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1,
+                                               max_enqueued_batches=4, thread_pool_name="pool-a"))
+    timings: dict[str, RequestTiming] = {}
+
+    def call(key: str) -> None:
+        with timed_request() as timing:
+            batcher(np.zeros((1, 1), np.float32))
+        timings[key] = timing
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    assert runner.entered.wait(10)
+    second = threading.Thread(target=call, args=("second",))
+    second.start()
+    time.sleep(0.3)
+    gate.set()
+    first.join(10)
+    second.join(10)
+    batcher.close()
+    [(pool, first_wait)] = timings["first"].queuing
+    [(_, second_wait)] = timings["second"].queuing
+    assert pool == "pool-a"
+    assert first_wait < 0.1 and 0.25 < second_wait < 5
+
+
+def test_tf_serving_names_the_batch_thread_pool_by_how_batching_was_configured():
+    """server.cc: --enable_batching without a file names the pool model_server_batch_threads; a
+    batching_parameters_file without thread_pool_name leaves SharedBatchScheduler's default, batch_threads."""
+    from serving.tfs_config import batching_parameters_class
+
+    assert BatchingSettings().thread_pool_name == "model_server_batch_threads"
+    assert BatchingSettings.from_message(batching_parameters_class()()).thread_pool_name == "batch_threads"
+    named = batching_parameters_class()()
+    named.thread_pool_name.value = "mine"
+    assert BatchingSettings.from_message(named).thread_pool_name == "mine"

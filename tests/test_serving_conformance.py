@@ -690,6 +690,40 @@ def test_prometheus_counts_a_grpc_predict(exported, endpoints):
     assert ':tensorflow:serving:request_latency_bucket{model_name="tiny",API="Predict",entrypoint="GRPC",le=' in page
 
 
+def histogram_totals(page: str, family: str, labels: str) -> tuple[int, float]:
+    """(count, sum in microseconds) of one label set of a histogram on a Prometheus page."""
+    count = re.search(rf"^{re.escape(family)}_count\{{{re.escape(labels)}\}} ([0-9]+)$", page, re.M)
+    total = re.search(rf"^{re.escape(family)}_sum\{{{re.escape(labels)}\}} ([0-9.e+-]+)$", page, re.M)
+    assert count and total, f"no {family}{{{labels}}} on the page:\n{page}"
+    return int(count[1]), float(total[1])
+
+
+@pytest.mark.parametrize("backend, runtime", [("onnx", "onnxruntime"), ("savedmodel", "tensorflow")])
+def test_prometheus_runtime_latency_is_recorded_inside_each_request(exported, backend, runtime):
+    """servables/tensorflow/util.cc: runtime_latency{model_name,API,runtime}, recorded by predict_util.cc and
+    classifier.cc around the session's Run with API "Predict"/"Classify" whichever entrypoint asked (REST's
+    request_latency says "predict", http_server.cc). Each request's runtime time is part of its request time."""
+    endpoint = Endpoint(start_server(exported.base, backend))
+    try:
+        for row in range(3):
+            endpoint.prediction.Predict(predict_request(exported.images[row:row + 1]), timeout=60)
+        status, _, _ = http("POST", endpoint.rest + "/v1/models/tiny:predict",
+                            {"instances": exported.images[:2].tolist()})
+        assert status == 200
+        page = metrics_page(endpoint)
+    finally:
+        endpoint.close()
+    grpc_count, grpc_us = histogram_totals(page, ":tensorflow:serving:request_latency",
+                                           'model_name="tiny",API="Predict",entrypoint="GRPC"')
+    rest_count, rest_us = histogram_totals(page, ":tensorflow:serving:request_latency",
+                                           'model_name="tiny",API="predict",entrypoint="REST"')
+    runtime_count, runtime_us = histogram_totals(page, ":tensorflow:serving:runtime_latency",
+                                                 f'model_name="tiny",API="Predict",runtime="{runtime}"')
+    assert (grpc_count, rest_count, runtime_count) == (3, 1, 4)
+    assert 0 < runtime_us < grpc_us + rest_us
+    assert ":tensorflow:serving:batching_session:queuing_latency" not in page  # no batching, no queue
+
+
 def test_prometheus_page_stays_well_formed_with_a_hostile_model_name(endpoints):
     """util/prometheus_exporter_test.cc: SanitizeLabelValue (label values are escaped); every sample line must
     still parse as Prometheus' text format when a request names the model 'a"b<newline>c'."""

@@ -331,6 +331,11 @@ def test_ftx_serve_takes_tf_serving_flags_serves_metrics_and_stops_on_sigterm(ex
             metrics = response.read().decode()
         assert ':tensorflow:serving:request_count{model_name="tiny",status="OK"} 2' in metrics  # predict, classify
         assert ':tensorflow:serving:request_latency_count{model_name="tiny",API="Predict",entrypoint="GRPC"} 1' in metrics
+        assert ':tensorflow:serving:runtime_latency_count{model_name="tiny",API="Predict",runtime="onnxruntime"} 1' \
+            in metrics
+        # both requests waited in the batching queue of the pool batching.config names (TF Serving's name)
+        assert ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="model_server_batch_threads"} 2' \
+            in metrics
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(60) == 0
