@@ -1,4 +1,5 @@
-"""PNG plots of a benchmark: latency against throughput, per-format bars, serving against concurrency."""
+"""PNG plots of a benchmark: latency against throughput, per-format bars, serving against concurrency, and
+where a served request's mean time goes."""
 
 from __future__ import annotations
 
@@ -157,6 +158,35 @@ def serving_figure(results: dict) -> Figure:
     return figure
 
 
+BREAKDOWN_PARTS = (("compute_ms", "compute", "#4C72B0"), ("queue_ms", "batching queue", "#DD8452"),
+                   ("server_handling_ms", "server handling", "#55A868"),
+                   ("client_and_wire_ms", "client and wire", "#8C8C8C"))
+
+
+def serving_breakdown_figure(results: dict) -> Figure:
+    """One stacked bar per (mode, batching, concurrency): the mean latency split as perf_analyzer splits it."""
+    rows = [r for r in results["serving"] if r.get("breakdown")]
+    figure = Figure(figsize=(11, 0.9 + 0.32 * len(rows)))
+    axes = figure.subplots()
+    labels = [f"{r['mode']}{' +batching' if r['batching'] else ''}, c={r['concurrency']}" for r in rows]
+    positions = range(len(rows))[::-1]  # the first level at the top, as the tables read
+    left = [0.0] * len(rows)
+    for key, name, color in BREAKDOWN_PARTS:
+        widths = [max(0.0, r["breakdown"].get(key, 0.0)) for r in rows]  # a clock's jitter can dip below 0
+        if not any(widths):
+            continue
+        axes.barh(list(positions), widths, left=left, color=color, label=name, height=0.7)
+        left = [a + b for a, b in zip(left, widths)]
+    axes.set_yticks(list(positions), labels, fontsize=8)
+    axes.set_xlim(0, max(left) * 1.12 if any(left) else 1)
+    axes.set_xlabel("mean latency per request (ms)")
+    axes.set_title("ftx serve: where the mean request time goes (server's own metrics)")
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
 def write_plots(directory: Path, results: dict) -> list[Path]:
     if not _entries(results):
         return []
@@ -164,4 +194,6 @@ def write_plots(directory: Path, results: dict) -> list[Path]:
                save_png(format_bars(results), directory / "formats.png")]
     if results.get("serving"):
         written.append(save_png(serving_figure(results), directory / "serving.png"))
+        if any(row.get("breakdown") for row in results["serving"]):
+            written.append(save_png(serving_breakdown_figure(results), directory / "serving_breakdown.png"))
     return written

@@ -6,7 +6,9 @@ its own channel or keep-alive HTTP connection, sending one image per request
 for a fixed time after a warm-up request. Requests are built before the clock
 starts, so the numbers are the server's and the wire's, not the client's
 request building. Every error is counted: a level with errors is reported as
-such, never dropped.
+such, never dropped. Each level also reads the server's own metrics page
+before and after, for a breakdown of the mean latency
+(:mod:`benchmarks.server_breakdown`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.server_breakdown import Totals, breakdown, parse_totals, scrape
 from training.children import tied_to_parent
 
 MODES = ("grpc-tensor", "grpc-bytes", "rest-tensor", "rest-bytes")
@@ -69,10 +72,15 @@ class ServeProcess:
         (self.base / name).mkdir()
         (self.base / name / "1").symlink_to(version_dir.resolve(), target_is_directory=True)
         self.name, self.grpc_port, self.rest_port = name, _free_port(), _free_port()
+        from serving.tfs_config import PROMETHEUS_PATH, monitoring_config, to_text
+
+        self.metrics_path = PROMETHEUS_PATH
+        (self.base / "monitoring.config").write_text(to_text(monitoring_config(PROMETHEUS_PATH)))
         command = [sys.executable, "-m", "training.cli", "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", f"--model_name={name}",
                    f"--model_base_path={self.base / name}", "--file_system_poll_wait_seconds=0",
-                   f"--tensorflow_intra_op_parallelism={threads}", "--grpc_max_threads=64", f"--backend={backend}"]
+                   f"--tensorflow_intra_op_parallelism={threads}", "--grpc_max_threads=64", f"--backend={backend}",
+                   f"--monitoring_config_file={self.base / 'monitoring.config'}"]
         command += ["--enable_batching"] if batching else []
         self.log_path = log_path
         self.log = open(log_path, "w")
@@ -86,6 +94,10 @@ class ServeProcess:
         self.log.close()
         self.stop()
         raise RuntimeError(f"ftx serve did not start (exit {self.process.returncode}); its log: {log_path}")
+
+    def totals(self, entrypoint: str) -> Totals:
+        """The server's histogram totals now, for requests that came in over ``entrypoint`` (GRPC, REST)."""
+        return parse_totals(scrape(self.rest_port, self.metrics_path), self.name, entrypoint)
 
     def _drain(self) -> None:
         for line in self.process.stdout:
@@ -151,12 +163,14 @@ def _rest_caller(server: ServeProcess, mode: str, images: np.ndarray, encoded: l
     return connect
 
 
-def run_level(connect: Callable, clients: int, seconds: float) -> dict:
-    """``clients`` threads calling for ``seconds``: requests/s, latency percentiles, errors."""
+def run_level(connect: Callable, clients: int, seconds: float, totals: Callable[[], Totals] | None = None) -> dict:
+    """``clients`` threads calling for ``seconds``: requests/s, latency mean and percentiles, errors; with
+    ``totals`` (the server's metrics, read once every client has warmed up and again at the end) the
+    breakdown of the mean latency."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
     lock = threading.Lock()
-    ready = threading.Barrier(clients + 1)
+    warmed, ready = threading.Barrier(clients + 1), threading.Barrier(clients + 1)
     deadline = [0.0]
 
     def client(slot: int) -> None:
@@ -167,6 +181,7 @@ def run_level(connect: Callable, clients: int, seconds: float) -> dict:
             except Exception as error:  # noqa: BLE001 - counted, never hidden
                 with lock:
                     errors.append(f"{type(error).__name__}: {error}"[:200])
+            warmed.wait()
             ready.wait()
             step = slot
             while time.perf_counter() < deadline[0]:
@@ -185,6 +200,8 @@ def run_level(connect: Callable, clients: int, seconds: float) -> dict:
     for thread in threads:
         thread.start()
     deadline[0] = time.perf_counter() + seconds + 3600  # provisional, set properly once all clients are ready
+    warmed.wait()
+    before = totals() if totals else None  # warm-up requests are all answered: they are not in the level
     ready.wait()
     started = time.perf_counter()
     deadline[0] = started + seconds
@@ -194,9 +211,12 @@ def run_level(connect: Callable, clients: int, seconds: float) -> dict:
     values = np.array([x for slot in latencies for x in slot]) * 1e3
     summary = {"concurrency": clients, "requests": int(values.size), "errors": len(errors),
                "error_kinds": sorted(set(e.split(":")[0] for e in errors)), "seconds": wall,
-               "requests_per_s": values.size / wall}
-    for q in (50, 90, 99):
+               "requests_per_s": values.size / wall,
+               "mean_ms": float(values.mean()) if values.size else float("nan")}
+    for q in (50, 90, 95, 99):
         summary[f"p{q}_ms"] = float(np.percentile(values, q)) if values.size else float("nan")
+    if totals is not None and values.size:
+        summary["breakdown"] = breakdown(totals() - before, summary["mean_ms"])
     return summary
 
 
@@ -274,8 +294,10 @@ def sweep(version_dir: Path, name: str, images: np.ndarray, encoded: list[bytes]
             for mode in config.modes:
                 factory = _grpc_caller if mode.startswith("grpc") else _rest_caller
                 connect = factory(server, mode, images, encoded)
+                entrypoint = "GRPC" if mode.startswith("grpc") else "REST"
                 for clients in config.concurrency:
-                    row = {"mode": mode, "batching": batching, **run_level(connect, clients, config.seconds)}
+                    row = {"mode": mode, "batching": batching,
+                           **run_level(connect, clients, config.seconds, lambda: server.totals(entrypoint))}
                     rows.append(row)
                     on_level(mode, row)
         finally:

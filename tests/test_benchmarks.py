@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks.measure import Measurement, WindowPolicy, agree, measure
+from benchmarks.recommendations import markdown_table, recommendations
 from benchmarks.report import goals, measurement_rows, slower_than_fp32, summary_markdown, write_reports
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -235,7 +236,17 @@ def test_ftx_bench_end_to_end(tiny_export, tmp_path):
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in serving)
     assert (out / "serving.csv").read_text().startswith("mode,batching,concurrency")
     summary = (out / "summary.md").read_text()
-    assert "| tflite-int8 | LiteRT (XNNPACK) | cpu | 1 |" in summary and "## Goals" in summary
+    assert "| tflite-int8 | LiteRT (XNNPACK) | cpu | 1 |" in summary and "## Recommendations" in summary
+    assert "## Goals" not in summary  # ftx's own goals stay in results.json
+    assert {r["need"] for r in results["recommendations"]} >= {"lowest latency", "highest throughput", "smallest file"}
+    # the server's own metrics account for every timed request, and the parts add up to the client's mean
+    for row in serving:
+        parts = row["breakdown"]
+        assert parts["server_requests"] == row["requests"], row
+        assert parts["compute_ms"] > 0 and parts["queue_ms"] == 0.0 and parts["server_handling_ms"] >= 0, row
+        assert parts["client_and_wire_ms"] + parts["server_mean_ms"] == pytest.approx(row["mean_ms"]), row
+        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert (out / "serving_breakdown.png").read_bytes()[:8] == PNG_MAGIC
     assert {g["goal"].split(":")[0] for g in results["goals"]} >= {"tflite-int8", "no request fails during the "
                                                                                   "serving sweep"}
     for name in ("latency_vs_throughput.png", "formats.png", "serving.png"):
@@ -322,7 +333,32 @@ def test_report_names_quantized_formats_slower_than_fp32():
     assert notes == ["onnx-int8-dynamic is SLOWER than onnx (0.17x) at batch 1 on cpu (30.00 ms vs 5.00 ms, 2 threads)",
                      "onnx-int8-static is no faster than onnx at batch 1 on cpu (4.90 ms vs 5.00 ms, 2 threads)"]
     markdown = summary_markdown(_results(formats))
-    assert "**Quantized but not faster**" in markdown and all(note in markdown for note in notes)
+    assert "**Traps: quantized but not faster**" in markdown and all(note in markdown for note in notes)
+    slow_fp16 = [_entry("tflite", "LiteRT (XNNPACK)", "fp32", {1: 6.0}),
+                 {**_entry("tflite-fp16", "LiteRT (XNNPACK)", "fp16", {1: 6.1}), "size_bytes": 500_000}]
+    assert slower_than_fp32(_results(slow_fp16)) == [
+        "tflite-fp16 is no faster than tflite at batch 1 on cpu (6.10 ms vs 6.00 ms, 2 threads): its fp16 weights "
+        "halve the file (0.5 MB vs 1.0 MB) but are computed in fp32 here"]
+
+
+def test_recommendations_pick_per_need_and_show_the_best_within_the_accuracy_budget():
+    formats = [_entry("keras", "Keras", "fp32", {1: 15.0, 8: 60.0}, 0.80, 0.0),
+               _entry("onnx", "ONNX Runtime", "fp32", {1: 5.0, 8: 32.0}, 0.80, 0.0),
+               {**_entry("tflite-int8", "LiteRT (XNNPACK)", "int8", {1: 2.5, 8: 16.0}, 0.78, 1.6),
+                "size_bytes": 300_000},
+               {**_entry("tflite-fp16", "LiteRT (XNNPACK)", "fp16", {1: 4.0}, 0.80, 0.1), "size_bytes": 500_000},
+               {**_entry("tflite-int8-dynamic", "LiteRT (XNNPACK)", "int8", {1: 9.0}), "size_bytes": 250_000}]
+    picks = recommendations(_results(formats))
+    assert [(p["need"], p["format"], p["batch_size"], p["measured"], p["accuracy_cost"]) for p in picks] == [
+        ("lowest latency", "tflite-int8", 1, "p50 2.50 ms, p99 2.50 ms", "-1.60 pt (10000 images)"),
+        ("lowest latency, within 1 point", "tflite-fp16", 1, "p50 4.00 ms, p99 4.00 ms", "-0.10 pt (10000 images)"),
+        ("highest throughput", "tflite-int8", 8, "500.0 img/s", "-1.60 pt (10000 images)"),
+        ("highest throughput, within 1 point", "onnx", 8, "250.0 img/s", "+0.00 pt (10000 images)"),
+        ("smallest file", "tflite-int8-dynamic", None, "0.25 MB", "not measured"),
+        ("smallest file, within 1 point", "tflite-fp16", None, "0.50 MB", "-0.10 pt (10000 images)")]
+    table = "\n".join(markdown_table(picks))
+    assert "| lowest latency | cpu | tflite-int8 (LiteRT (XNNPACK), 2 threads) | 1 | p50 2.50 ms" in table
+    assert "| smallest file | cpu | tflite-int8-dynamic (LiteRT (XNNPACK), 2 threads) | any | 0.25 MB |" in table
 
 
 def test_failed_formats_stay_in_the_report(tmp_path):
