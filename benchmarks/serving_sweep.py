@@ -14,6 +14,7 @@ before and after, for a breakdown of the mean latency
 from __future__ import annotations
 
 import base64
+import logging
 import http.client
 import json
 import shutil
@@ -33,6 +34,7 @@ import numpy as np
 from benchmarks.server_breakdown import Totals, breakdown, parse_totals, scrape
 from training.children import tied_to_parent
 
+log = logging.getLogger(__name__)
 MODES = ("grpc-tensor", "grpc-bytes", "rest-tensor", "rest-bytes")
 
 
@@ -201,7 +203,7 @@ def run_level(connect: Callable, clients: int, seconds: float, totals: Callable[
         thread.start()
     deadline[0] = time.perf_counter() + seconds + 3600  # provisional, set properly once all clients are ready
     warmed.wait()
-    before = totals() if totals else None  # warm-up requests are all answered: they are not in the level
+    before = _read(totals)  # warm-up requests are all answered: they are not in the level
     ready.wait()
     started = time.perf_counter()
     deadline[0] = started + seconds
@@ -215,9 +217,21 @@ def run_level(connect: Callable, clients: int, seconds: float, totals: Callable[
                "mean_ms": float(values.mean()) if values.size else float("nan")}
     for q in (50, 90, 95, 99):
         summary[f"p{q}_ms"] = float(np.percentile(values, q)) if values.size else float("nan")
-    if totals is not None and values.size:
-        summary["breakdown"] = breakdown(totals() - before, summary["mean_ms"])
+    after = _read(totals) if before is not None else None
+    if after is not None and values.size:
+        summary["breakdown"] = breakdown(after - before, summary["mean_ms"])
     return summary
+
+
+def _read(totals: Callable[[], Totals] | None) -> Totals | None:
+    """The server's totals, or None (the level is still measured) when its metrics page cannot be read."""
+    if totals is None:
+        return None
+    try:
+        return totals()
+    except (OSError, ValueError) as error:  # urllib's errors are OSErrors; a page that does not parse
+        log.warning("no serving breakdown for this level: the metrics page could not be read (%s)", error)
+        return None
 
 
 def in_process_window(model: Path, threads: int, batch: np.ndarray, seconds: float) -> dict:
