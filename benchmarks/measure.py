@@ -19,6 +19,14 @@ import numpy as np
 PERCENTILES = (50, 90, 95, 99)
 
 
+def latency_stats(latencies_ms) -> dict:
+    """Mean and the reported percentiles of per-call latencies in ms; NaN when there are none."""
+    values = np.asarray(latencies_ms, dtype=float)
+    if not values.size:
+        return {"mean_ms": float("nan"), **{f"p{q}_ms": float("nan") for q in PERCENTILES}}
+    return {"mean_ms": float(values.mean()), **{f"p{q}_ms": float(np.percentile(values, q)) for q in PERCENTILES}}
+
+
 @dataclass(frozen=True)
 class WindowPolicy:
     """How long to warm up and what counts as a stable measurement."""
@@ -63,10 +71,8 @@ class Measurement:
         return self.batch_size * self.calls / (sum(self.latencies_ms) / 1e3)
 
     def summary(self) -> dict:
-        latencies = np.asarray(self.latencies_ms)
         return {"batch_size": self.batch_size, "stable": self.stable, "windows": self.windows, "calls": self.calls,
-                "throughput": self.throughput, "mean_ms": float(latencies.mean()),
-                **{f"p{q}_ms": float(np.percentile(latencies, q)) for q in PERCENTILES},
+                "throughput": self.throughput, **latency_stats(self.latencies_ms),
                 "window_throughputs": [round(value, 3) for value in self.window_throughputs]}
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 ACCURACY_BUDGET_POINTS = 1.0
 
 
-def _measured(results: dict, device: str) -> list[dict]:
+def measured_entries(results: dict, device: str) -> list[dict]:
+    """Formats that ran and were timed on ``device``."""
     return [e for e in results["formats"] if "error" not in e and e.get("timed", True) and e["device"] == device
             and e.get("measurements")]
 
@@ -44,7 +45,7 @@ def _row(need: str, device: str, entry: dict, measurement: dict | None, measured
 def recommendations(results: dict, budget: float = ACCURACY_BUDGET_POINTS) -> list[dict]:
     rows: list[dict] = []
     for device in ("cpu", "cuda"):
-        entries = _measured(results, device)
+        entries = measured_entries(results, device)
         pairs = [(e, m) for e in entries for m in e["measurements"]]
         needs: list[tuple[str, list, Callable, Callable, Callable]] = [
             ("lowest latency", [p for p in pairs if p[1]["batch_size"] == 1], lambda p: p[1]["p50_ms"], min,

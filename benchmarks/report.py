@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from benchmarks.environment import one_line
-from benchmarks.recommendations import ACCURACY_BUDGET_POINTS, markdown_table, recommendations
+from benchmarks.recommendations import ACCURACY_BUDGET_POINTS, markdown_table, measured_entries, recommendations
 from training.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def _best(entry: dict) -> dict | None:
 
 
 def _timed(results: dict, device: str = "cpu") -> list[dict]:
-    return [e for e in results["formats"] if "error" not in e and e.get("timed", True) and e["device"] == device
-            and e.get("measurements")]
+    return measured_entries(results, device)
 
 
 def goals(results: dict) -> list[dict]:

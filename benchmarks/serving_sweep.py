@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure import latency_stats
 from benchmarks.server_breakdown import Totals, breakdown, parse_totals, scrape
 from training.children import tied_to_parent
 
@@ -213,10 +214,7 @@ def run_level(connect: Callable, clients: int, seconds: float, totals: Callable[
     values = np.array([x for slot in latencies for x in slot]) * 1e3
     summary = {"concurrency": clients, "requests": int(values.size), "errors": len(errors),
                "error_kinds": sorted(set(e.split(":")[0] for e in errors)), "seconds": wall,
-               "requests_per_s": values.size / wall,
-               "mean_ms": float(values.mean()) if values.size else float("nan")}
-    for q in (50, 90, 95, 99):
-        summary[f"p{q}_ms"] = float(np.percentile(values, q)) if values.size else float("nan")
+               "requests_per_s": values.size / wall, **latency_stats(values)}
     after = _read(totals) if before is not None else None
     if after is not None and values.size:
         summary["breakdown"] = breakdown(after - before, summary["mean_ms"])

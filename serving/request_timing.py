@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,11 +36,17 @@ def timed_request() -> Iterator[RequestTiming]:
         _current.reset(token)
 
 
-def add_runtime(runtime: str, seconds: float) -> None:
+@contextlib.contextmanager
+def runtime_call(runtime: str) -> Iterator[None]:
+    """Time the runtime's call for the current request; a call that raises is not recorded (as upstream's
+    RecordRuntimeLatency, which follows the Run's error return)."""
+    started = time.perf_counter()
+    yield
     timing = _current.get()
     if timing is not None:
         timing.runtime = runtime
-        timing.runtime_seconds = (timing.runtime_seconds or 0.0) + seconds  # MultiInference runs more than once
+        # added up: MultiInference runs the model more than once
+        timing.runtime_seconds = (timing.runtime_seconds or 0.0) + time.perf_counter() - started
 
 
 def add_queuing(thread_pool: str, seconds: float) -> None:

@@ -11,14 +11,13 @@ applies to ftx exports only; these run one request at a time per version.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from serving.errors import ServingError
-from serving.request_timing import add_runtime
+from serving.request_timing import runtime_call
 from serving.servable import RUNTIMES, InputLimits
 from serving.signature_defs import read_signature_defs
 
@@ -43,10 +42,8 @@ class SavedModelServable:
         arguments = {alias: tf.constant(value, dtype=tf.string if value.dtype == object else None)
                      for alias, value in inputs.items()}
         try:
-            started = time.perf_counter()
-            with self.lock:
+            with runtime_call(RUNTIMES["savedmodel"]), self.lock:
                 outputs = function(**arguments)
-            add_runtime(RUNTIMES["savedmodel"], time.perf_counter() - started)
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
             message = str(getattr(error, "message", error)).strip().splitlines()
             raise ServingError.invalid(message[0] if message else type(error).__name__) from None

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from export.manifest import MANIFEST_FILE, sha256_file
 from serving.errors import ServingError
-from serving.request_timing import add_runtime
+from serving.request_timing import runtime_call
 from serving.signature_defs import SIGNATURE_DEFS_FILE, read_signature_defs
 
 SIGNATURE_TENSOR, SIGNATURE_BYTES, SIGNATURE_EXAMPLES, SIGNATURE_CLASSIFY = (
@@ -80,9 +79,8 @@ class Servable:
             images = self.decode_all(list(value.reshape(-1)))
         else:
             images = self.decode_all([image_from_example(item) for item in value.reshape(-1)])
-        started = time.perf_counter()
-        probabilities = np.asarray(self.runner(images), np.float32)
-        add_runtime(self.runtime, time.perf_counter() - started)
+        with runtime_call(self.runtime):
+            probabilities = np.asarray(self.runner(images), np.float32)
         if signature == SIGNATURE_CLASSIFY:
             classes = np.empty(probabilities.shape, dtype=object)
             classes[:] = [name.encode() for name in self.class_names]
