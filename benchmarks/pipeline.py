@@ -201,10 +201,15 @@ class Pipeline:
                                      out=str(self.paths["exports"]))
         result = export_run(config.validate(), progress=self.progress)
         outputs = {"version_dir_path": str(result.directory), "version": result.version,
-                   "blessed": result.blessed, "published": result.published, "reasons": list(result.verdict.reasons)}
+                   "blessed": result.blessed, "published": result.published, "reasons": list(result.verdict.reasons),
+                   "warnings": list(result.verdict.warnings)}
         if result.published:
             verdict = "BLESSED" if result.blessed else "NOT BLESSED, published (allow_unblessed)"
-            return "done", outputs, f"{verdict}: version {result.version}"
+            undecided = len(result.verdict.warnings)
+            note = f" ({undecided} parity warning{'s' if undecided != 1 else ''}: see the log and parity.json)" \
+                if undecided else ""
+            return "done", outputs, f"{verdict} on {result.verdict.images} {result.verdict.split} images: version " \
+                                    f"{result.version}{note}"
         return "refused", outputs, ("NOT BLESSED by the parity gate: " + "; ".join(result.verdict.reasons)
                                     + " (relax [export] thresholds, drop the format, or set allow_unblessed)")
 

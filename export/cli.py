@@ -104,7 +104,8 @@ def summary_table(result) -> str:
             rows.append((name, size, "-", "-", "-", "-", "FAILED"))
             continue
         rows.append((name, size, f"{outcome.convert_seconds:.1f}", f"{parity.max_abs_diff:.1e}",
-                     f"{parity.top1_agreement:.4f}", f"{parity.accuracy:.4f}", "pass" if parity.passed else "FAIL"))
+                     f"{parity.top1_agreement:.4f}", f"{parity.accuracy:.4f}",
+                     "FAIL" if not parity.passed else "pass (undecided)" if parity.warnings else "pass"))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
     reference = next(iter(result.verdict.results.values()), None)

@@ -28,7 +28,7 @@ class ExportConfig:
     version: int | None = None
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     opset: int = DEFAULT_OPSET
-    parity_images: int = 256
+    parity_images: int = 500
     calibration_images: int = 500  # every training image of a small dataset; more representative ranges
     onnx_calibration: str = "percentile"  # onnx-int8-static: minmax, percentile or entropy
     int8_float_convs: int = 2  # onnx-int8-static and tflite-int8: the first N convolutions stay float32

@@ -147,6 +147,8 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
             bar.update()
         verdict = Verdict(results=results, failures={n: o.error for n, o in outcomes.items() if o.error},
                           images=len(samples.labels), split=samples.split)
+        for warning in verdict.warnings:
+            log.warning("%s", warning)
         bar.set_postfix_str("manifest")
         destination = model_dir / str(version) if verdict.blessed or config.allow_unblessed \
             else rejected_dir(model_dir, version)
@@ -322,8 +324,9 @@ def _write_records(stage: Path, run: TrainedRun, config: ExportConfig, version: 
     write_text(stage / LABELS_FILE, "\n".join(run.class_names) + "\n")
     write_json(stage / PARITY_FILE, verdict.as_dict())
     marker = BLESSED if verdict.blessed else NOT_BLESSED
-    write_text(stage / marker, "every format passed the parity gate\n" if verdict.blessed
-               else "".join(f"{reason}\n" for reason in verdict.reasons))
+    write_text(stage / marker, (f"every format passed the parity gate on {verdict.images} {verdict.split} images\n"
+                                if verdict.blessed else "".join(f"{reason}\n" for reason in verdict.reasons))
+               + "".join(f"warning: {warning}\n" for warning in verdict.warnings))
     entries = {entry["path"]: entry for entry in file_entries(stage)}
     artifacts = {}
     for name, outcome in outcomes.items():
@@ -366,8 +369,9 @@ def _write_records(stage: Path, run: TrainedRun, config: ExportConfig, version: 
 
 
 def _log_parity(result: FormatParity, outcome: FormatOutcome) -> None:
-    log.info("%-20s converted in %6.1f s; max |dp| %.2e, top-1 agreement %.4f, accuracy %.4f%s", result.format,
-             outcome.convert_seconds, result.max_abs_diff, result.top1_agreement, result.accuracy,
+    log.info("%-20s converted in %6.1f s; max |dp| %.2e, top-1 agreement %.4f, accuracy %.4f (%+.2f points) on %d "
+             "images%s", result.format, outcome.convert_seconds, result.max_abs_diff, result.top1_agreement,
+             result.accuracy, 100.0 * (result.accuracy - result.reference_accuracy), result.images,
              "" if result.passed else "  FAILED: " + "; ".join(result.failures))
 
 

@@ -184,7 +184,7 @@ def test_ftx_run_killed_in_every_stage_then_rerun_ends_as_an_uninterrupted_run(t
     assert [(s, r["status"]) for s, r in state[killed].items()] == [(s, "done") for s in STAGES]
     for stage in ("train", "export", "serve"):
         assert state[killed][stage]["summary"] == state[reference][stage]["summary"], stage
-    assert state[killed]["export"]["summary"] == "BLESSED: version 1"  # the killed export never published
+    assert state[killed]["export"]["summary"] == "BLESSED on 12 test images: version 1"  # the killed export never published
 
     def checks(out: Path) -> list:
         return [(c["check"], c["passed"], c["detail"]) for c in json.loads((out / "serve-smoke.json").read_text())["checks"]]
