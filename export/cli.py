@@ -19,7 +19,8 @@ DEFAULTS = ExportConfig()
 
 # flag -> (config key, type, help). Every ExportConfig field but run_dir (positional) has exactly one flag.
 FLAGS: list[tuple[str, str, type, str]] = [
-    ("--name", "name", str, "model name: the directory under --out and the name TF Serving serves"),
+    ("--name", "name", str, "model name: the directory under --out and the name TF Serving serves (required, "
+                            "here or in --config)"),
     ("--out", "out", str, "export root; the version goes to OUT/NAME/<version>"),
     ("--version", "version", int, "version number to write (default: the next free one); never overwritten"),
     ("--formats", "formats", str, f"comma-separated, or 'all': {', '.join(FORMATS)} (savedmodel always)"),

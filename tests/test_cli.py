@@ -55,6 +55,9 @@ def test_help_says_each_default_once_marks_required_and_shows_no_restructured_te
         for option in re.split(r"(?= --?[a-z])", text):
             assert option.count("(default") <= 1, (command, option)
     assert "--model MODEL model name (required)" in " ".join(_ftx("client", "--help").stdout.split())
+    serve = " ".join(_ftx("serve", "--help").stdout.split())
+    assert "seconds between re-reads of --model_config_file (0: read once) (default: 0)" in serve  # 0 is a value
+    assert "the name TF Serving serves (required, here or in --config)" in " ".join(_ftx("export", "--help").stdout.split())
 
 
 def test_a_missing_data_folder_fails_before_the_tensorflow_import(tmp_path):

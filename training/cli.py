@@ -40,7 +40,9 @@ class HelpFormatter(argparse.HelpFormatter):
         text = (action.help or "").replace("``", "")
         if action.required and action.option_strings:
             return f"{text} (required)"
-        said = "default" in text.lower() or action.default in (None, False, [], "", argparse.SUPPRESS)
+        unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS \
+            or (isinstance(action.default, (str, list, tuple)) and not action.default)
+        said = "default" in text.lower() or unset  # a default of 0 is a value worth saying, False is not
         if said or not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             return text
         if isinstance(action.default, bool):  # tensorflow_model_server's spelling of its flags' values
