@@ -353,7 +353,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
     extra_reference = config.device == "cuda" and "onnx" in export.available
     serving = config.serving and config.device == "cpu" and "onnx" in export.available
     sweep = SweepConfig(modes=config.serving_modes, concurrency=config.concurrency, seconds=config.serving_seconds,
-                        threads=thread_counts[0], batching=config.serving_batching)
+                        threads=config.threads[0], batching=config.serving_batching)  # 0: ftx serve's default
     serving_steps = len(sweep.modes) * len(sweep.concurrency) * len(sweep.batching) + ("grpc-tensor" in sweep.modes)
     steps = len(jobs) + extra_reference + (serving_steps if serving else 0)
     log.info("benchmarking %s v%d: %s on %s, batch sizes %s, threads %s; accuracy on %d %s images",
@@ -416,7 +416,7 @@ def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:
                 tqdm.write(message, file=sys.stderr) if enabled else log.info("%s", message)
 
             onnx = next((r for r in rows if r["format"] == "onnx" and r.get("measurements")
-                         and r["threads"] == sweep.threads), None)
+                         and r["threads"] == _threads(sweep.threads)), None)
             best_batch = max(onnx["measurements"], key=lambda m: m["throughput"])["batch_size"] if onnx else None
             serving_rows, serving_reference = serve_sweep(
                 export.version_dir, export.name, inputs.batch("images", pool), inputs.batch("encoded", pool), sweep,

@@ -166,7 +166,7 @@ BREAKDOWN_PARTS = (("compute_ms", "compute", "#4C72B0"), ("queue_ms", "batching 
 def serving_breakdown_figure(results: dict) -> Figure:
     """One stacked bar per (mode, batching, concurrency): the mean latency split as perf_analyzer splits it."""
     rows = [r for r in results["serving"] if r.get("breakdown")]
-    figure = Figure(figsize=(11, 0.9 + 0.32 * len(rows)))
+    figure = Figure(figsize=(11, 1.3 + 0.32 * len(rows)))
     axes = figure.subplots()
     labels = [f"{r['mode']}{' +batching' if r['batching'] else ''}, c={r['concurrency']}" for r in rows]
     positions = range(len(rows))[::-1]  # the first level at the top, as the tables read
@@ -180,9 +180,10 @@ def serving_breakdown_figure(results: dict) -> Figure:
     axes.set_yticks(list(positions), labels, fontsize=8)
     axes.set_xlim(0, max(left) * 1.12 if any(left) else 1)
     axes.set_xlabel("mean latency per request (ms)")
-    axes.set_title("ftx serve: where the mean request time goes (server's own metrics)")
+    axes.set_title("ftx serve: where the mean request time goes (server's own metrics)", pad=24)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    # above the bars, never on them: the longest bar reaches the right edge, where a legend inside would sit
+    axes.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.06), ncol=len(BREAKDOWN_PARTS), frameon=False)
     figure.tight_layout()
     return figure
 

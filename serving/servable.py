@@ -235,16 +235,13 @@ def load_servable(name: str, version: int, version_dir: Path, backend: str, thre
     classes, image_size = _output_classes(signature_defs)
     class_names = read_labels(version_dir, manifest, classes)
     if backend == "onnx":
-        from export.onnx_runtime import open_session
+        from serving.onnx_runner import OnnxRunner
 
-        session = open_session(version_dir / BACKENDS["onnx"], threads=threads)
-        input_name = session.get_inputs()[0].name
-        produced = session.get_outputs()[0].shape[-1] if session.get_outputs() else None
+        runner = OnnxRunner(version_dir / BACKENDS["onnx"], threads=threads)
+        outputs = runner.session.get_outputs()
+        produced = outputs[0].shape[-1] if outputs else None
         if isinstance(produced, int) and produced != classes:
             raise ServingError.invalid(f"model.onnx gives {produced} classes, the SignatureDefs say {classes}")
-
-        def runner(images: np.ndarray) -> np.ndarray:
-            return session.run(["probabilities"], {input_name: images})[0]
     else:
         import tensorflow as tf
 

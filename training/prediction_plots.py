@@ -119,7 +119,7 @@ def prediction_grid_figure(
     keep = slice(0, max_images)
     right, shown = int(np.sum(y_true[keep] == y_pred[keep])), len(y_true[keep])
     return _captioned_grid(images[keep], y_true[keep], y_pred[keep], probs[keep], class_names,
-                           f"Predictions: {right} of {shown} right (prob = confidence in prediction)")
+                           f"Predictions: {right} of {shown} right (captions: true:predicted (confidence))")
 
 
 def plot_prediction_grid(
