@@ -130,9 +130,10 @@ def serving_figure(results: dict) -> Figure:
         latency.plot(levels, [r["p99_ms"] for r in mine], marker=".", linestyle=":", alpha=0.6,
                      color=latency.lines[-1].get_color())
         throughput.plot(levels, [r["requests_per_s"] for r in mine], marker="o", label=mode)
-    threads = results["serving_config"]["threads"]
-    onnx = next((e for e in _entries(results) if e["format"] == "onnx" and e["device"] == "cpu"
-                 and e["threads"] == threads), None)
+    threads = results["serving_config"]["threads"]  # 0: the server's automatic threads, against all cores in process
+    cpu_onnx = [e for e in _entries(results) if e["format"] == "onnx" and e["device"] == "cpu"]
+    onnx = next((e for e in cpu_onnx if e["threads"] == threads), None) if threads else \
+        max(cpu_onnx, key=lambda e: e["threads"], default=None)
     one = next((m for m in onnx["measurements"] if m["batch_size"] == 1), None) if onnx else None
     if one:
         latency.axhline(one["p50_ms"], color="black", linestyle="--", linewidth=1, label="in-process ONNX b1 p50")

@@ -206,7 +206,9 @@ def summary_markdown(results: dict) -> str:
                      f"{'yes' if row['stable'] else 'NO'} |")
     if results.get("serving"):
         config = results["serving_config"]
-        lines += ["", f"## Serving: `ftx serve` (ONNX Runtime, {config['threads']} threads), one image per request, "
+        threads = f"{config['threads']} threads" if config.get("threads") else \
+            "automatic threads: all cores alone, 1-thread calls under load"
+        lines += ["", f"## Serving: `ftx serve` (ONNX Runtime, {threads}), one image per request, "
                       f"{config['seconds']:g} s per level", "",
                   "Client-measured latency, then where the mean goes, from the server's own metrics "
                   "(request_latency, runtime_latency, queuing_latency): client and wire, server handling "
