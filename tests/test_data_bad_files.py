@@ -148,10 +148,58 @@ def test_a_bad_roi_table_is_skipped_not_fatal(tmp_path, caplog):
         load_splits(root, strict=True)
 
 
-def test_a_symlink_cycle_is_walked_once(tmp_path):
+def test_a_symlink_cycle_is_walked_once_and_reported(tmp_path):
     _save(tmp_path / "a" / "x.png", Image.new("RGB", (4, 4)))
     _save(tmp_path / "a" / "deeper" / "y.png", Image.new("RGB", (4, 4)))
     (tmp_path / "a" / "deeper" / "up").symlink_to("..")  # a/deeper/up is a again
     (tmp_path / "a" / "again").symlink_to(tmp_path / "a" / "deeper")  # a second way into a/deeper
     splits = load_splits(tmp_path, validation_split=0.0)
     assert sorted(r.path.relative_to(tmp_path).as_posix() for r in splits.train) == ["a/deeper/y.png", "a/x.png"]
+    assert sorted((s.path.relative_to(tmp_path).as_posix(), s.reason) for s in splits.skipped) == [
+        ("a/again", Reason.REACHED_TWICE), ("a/deeper/up", Reason.LINK_CYCLE)]
+    with pytest.raises(DataError, match=r"(?s)a/deeper/up: link cycle \(it leads back to"):
+        load_splits(tmp_path, strict=True)
+
+
+def test_a_link_out_of_a_class_folder_never_relabels_another_class(tmp_path):
+    for label in ("cat", "dog"):
+        for i in range(3):
+            _save(tmp_path / label / f"{label}{i}.png", Image.new("RGB", (4, 4), (i, 0, 0)))
+    (tmp_path / "cat" / "up").symlink_to("..")  # the split folder: dog's images would become cats
+    (tmp_path / "cat" / "dog0.png").symlink_to(tmp_path / "dog" / "dog0.png")  # one dog file, linked as a cat
+    (tmp_path / "cat" / "again.png").symlink_to(tmp_path / "cat" / "cat0.png")  # a second path to a cat
+    (tmp_path.parent / f"{tmp_path.name}-elsewhere.png").write_bytes((tmp_path / "cat" / "cat1.png").read_bytes())
+    (tmp_path / "cat" / "farm.png").symlink_to(tmp_path.parent / f"{tmp_path.name}-elsewhere.png")  # a link farm
+    splits = load_splits(tmp_path, validation_split=0.0)
+    labels = {r.path.relative_to(tmp_path).as_posix(): splits.class_ids[r.label] for r in splits.train}
+    assert labels == {"cat/cat0.png": "cat", "cat/cat1.png": "cat", "cat/cat2.png": "cat", "cat/farm.png": "cat",
+                      "dog/dog0.png": "dog", "dog/dog1.png": "dog", "dog/dog2.png": "dog"}
+    assert sorted((s.path.relative_to(tmp_path).as_posix(), s.reason, s.detail) for s in splits.skipped) == [
+        ("cat/again.png", Reason.REACHED_TWICE, f"the same file as {tmp_path / 'cat' / 'cat0.png'}"),
+        ("cat/dog0.png", Reason.LINK_OUTSIDE, f"it is {(tmp_path / 'dog' / 'dog0.png').resolve()}, an image of the "
+                                              "class folder dog"),
+        ("cat/up", Reason.LINK_OUTSIDE, f"it leads to {tmp_path.resolve()}")]
+    with pytest.raises(DataError, match=r"(?s)3 data problem\(s\).*link out of its class folder.*reached twice"):
+        load_splits(tmp_path, strict=True)
+
+
+def test_names_that_are_not_utf8_are_skipped_and_shown_escaped(tmp_path):
+    import os
+
+    for label in ("a", "b"):
+        for i in range(2):
+            _save(tmp_path / label / f"{i}.png", Image.new("RGB", (4, 4)))
+    bad_file = os.path.join(os.fsencode(tmp_path / "a"), b"caf\xe9.png")
+    with open(bad_file, "wb") as handle:
+        handle.write((tmp_path / "a" / "0.png").read_bytes())
+    bad_class = os.path.join(os.fsencode(tmp_path), b"\xff\xfeclass")
+    os.mkdir(bad_class)
+    with open(os.path.join(bad_class, b"1.png"), "wb") as handle:
+        handle.write((tmp_path / "a" / "0.png").read_bytes())
+    splits = load_splits(tmp_path, validation_split=0.0)
+    assert tuple(splits.class_ids) == ("a", "b") and len(splits.train) == 4
+    assert sorted((s.reason, s.shown_path) for s in splits.skipped) == [
+        (Reason.BAD_NAME, f"{tmp_path}/\\xff\\xfeclass"), (Reason.BAD_NAME, f"{tmp_path}/a/caf\\xe9.png")]
+    with pytest.raises(DataError, match=r"caf\\xe9\.png: name not UTF-8 \(rename it to read it\)"):
+        load_splits(tmp_path, strict=True)
+

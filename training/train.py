@@ -191,7 +191,7 @@ def train(config: TrainConfig) -> RunResult:
     evaluation, dropped = _evaluate(classifier, splits, config, work)
     plot_history(history, work / "plots" / "history.png", fine_tune_start_epoch=fine_tune_start)
     _write_model(classifier, work, splits.class_names)
-    skipped = [{"path": str(s.path), "reason": str(s.reason), "detail": s.detail} for s in splits.skipped]
+    skipped = [{"path": s.shown_path, "reason": str(s.reason), "detail": s.detail} for s in splits.skipped]
     skipped += [{"path": str(r.path), "reason": "failed to decode during evaluation", "detail": ""} for r in dropped]
     metrics = {
         **evaluation,

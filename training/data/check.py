@@ -92,7 +92,7 @@ def report_skipped(skipped: Sequence[Skipped], *, strict: bool, where: str) -> N
         return
     by_reason: dict[str, list[str]] = defaultdict(list)
     for s in problems:
-        by_reason[str(s.reason)].append(str(s.path) + (f" ({s.detail})" if s.detail else ""))
+        by_reason[str(s.reason)].append(s.shown_path + (f" ({s.detail})" if s.detail else ""))
     parts = []
     budget = WARN_MAX_NAMED
     for reason, names in by_reason.items():

@@ -7,6 +7,7 @@ reading class names never pays for importing it.
 from __future__ import annotations
 
 import enum
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ class Reason(enum.StrEnum):
     UNKNOWN_CLASS = "unknown class"
     EMPTY_CLASS = "empty class folder"
     BAD_TABLE = "bad label table"
+    LINK_OUTSIDE = "link out of its class folder"
+    LINK_CYCLE = "link cycle"
+    REACHED_TWICE = "reached twice"
+    BAD_NAME = "name not UTF-8"
 
     @property
     def is_problem(self) -> bool:
@@ -56,7 +61,16 @@ class Skipped:
     detail: str = ""
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+        return f"{self.shown_path}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+    @property
+    def shown_path(self) -> str:
+        return shown_name(self.path)
+
+
+def shown_name(path: Path) -> str:
+    """A path that printing and JSON cannot fail on: bytes that are not UTF-8 are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 @dataclass(frozen=True)

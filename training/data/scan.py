@@ -27,39 +27,82 @@ def is_roi_table(name: str) -> bool:
 
 
 def list_class_folders(split_dir: Path) -> list[str]:
-    """Names of the visible sub-folders of ``split_dir`` (unordered; see ``classes.sort_class_ids``)."""
+    """Names of the visible sub-folders of ``split_dir`` (unordered; see ``classes.sort_class_ids``); a name that
+    is not UTF-8 names no class (``scan_split`` reports its files)."""
     if not split_dir.is_dir():
         raise DataError(f"{split_dir} is not a directory")
-    return [p.name for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name)]
+    return [p.name for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name) and is_utf8(p.name)]
 
 
-def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
-    """Every visible file below ``folder``, sorted; hidden files and folders go to ``skipped``.
+def is_utf8(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as surrogate escapes, TensorFlow cannot)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
-    Symbolic links are followed (datasets are often assembled from links), but
-    each real folder is entered once, so a link to an ancestor cannot loop
-    forever and two links to one folder do not list its files twice.
+
+def _walk_files(folder: Path, skipped: list[Skipped], seen: dict[str, Path],
+                class_roots: tuple[Path, ...] = ()) -> list[Path]:
+    """Every visible file below ``folder``, sorted; what is left out goes to ``skipped`` with its reason.
+
+    Symbolic links are followed only while they stay inside the class folder:
+    a link out of it (to a parent, or into another class) would give that
+    folder's images this class's label. A link to a folder already being
+    walked is a cycle; a second way to a folder or file already listed
+    (``seen``: real path -> the path it was listed under, for the whole split)
+    is reported as reached twice instead of listing it again. A file link may
+    lead out of the split (datasets assembled from links), but not into another
+    class folder of it (``class_roots``: the split's class folders, resolved).
     """
     files: list[Path] = []
-    visited = {os.path.realpath(folder)}
+    root = Path(os.path.realpath(folder))
+    visited = {str(root)}
     for current, dirs, names in os.walk(folder, followlinks=True):
         here = Path(current)
-        for name in [d for d in dirs if is_hidden(d)]:
-            skipped.append(Skipped(here / name, Reason.HIDDEN))
+        real_here = Path(os.path.realpath(here))
+        for name in [d for d in dirs if is_hidden(d) or not is_utf8(d)]:
+            skipped.append(Skipped(here / name, Reason.HIDDEN if is_hidden(name) else Reason.BAD_NAME,
+                                   "" if is_hidden(name) else "a folder; rename it to read its files"))
             dirs.remove(name)
         dirs.sort(key=lambda d: ((here / d).is_symlink(), d))  # a real folder wins over a link to it
         for name in list(dirs):
-            real = os.path.realpath(here / name)
-            if real in visited:
-                log.info("not entering %s again: it is %s, already listed", here / name, real)
+            real = Path(os.path.realpath(here / name))
+            problem = None
+            if not real.is_relative_to(root):
+                problem = Skipped(here / name, Reason.LINK_OUTSIDE, f"it leads to {real}")
+            elif real == real_here or real_here.is_relative_to(real):
+                problem = Skipped(here / name, Reason.LINK_CYCLE, f"it leads back to {real}")
+            elif str(real) in visited:
+                problem = Skipped(here / name, Reason.REACHED_TWICE, f"the folder {real} is listed already")
+            if problem:
+                skipped.append(problem)
                 dirs.remove(name)
-            visited.add(real)
-        for name in names:
-            if is_hidden(name):
-                skipped.append(Skipped(here / name, Reason.HIDDEN))
             else:
-                files.append(here / name)
+                visited.add(str(real))
+        for name in sorted(names, key=lambda n: ((here / n).is_symlink(), n)):  # a real file wins over a link
+            path = here / name
+            if is_hidden(name):
+                skipped.append(Skipped(path, Reason.HIDDEN))
+            elif not is_utf8(name):
+                skipped.append(Skipped(path, Reason.BAD_NAME, "rename it to read it"))
+            elif (owner := _other_class(Path(os.path.realpath(path)), root, class_roots)) is not None:
+                skipped.append(Skipped(path, Reason.LINK_OUTSIDE, f"it is {os.path.realpath(path)}, an image of "
+                                                                  f"the class folder {owner.name}"))
+            elif (real_file := os.path.realpath(path)) in seen:
+                skipped.append(Skipped(path, Reason.REACHED_TWICE, f"the same file as {seen[real_file]}"))
+            else:
+                seen[real_file] = path
+                files.append(path)
     return sorted(files)
+
+
+def _other_class(real: Path, own: Path, class_roots: tuple[Path, ...]) -> Path | None:
+    """The class folder other than ``own`` that holds ``real``, if any."""
+    if real.is_relative_to(own):
+        return None
+    return next((root for root in class_roots if root != own and real.is_relative_to(root)), None)
 
 
 def _roi_tables(folder: Path, files: list[Path], skipped: list[Skipped]) -> dict[str, Roi | None]:
@@ -92,14 +135,20 @@ def scan_split(split_dir: Path, resolve: Callable[[str], int | None]) -> tuple[l
     records: list[Record] = []
     skipped: list[Skipped] = []
     loose = 0
-    for entry in sorted(split_dir.iterdir()):
+    seen: dict[str, Path] = {}  # real path of every file listed so far in this split
+    entries = sorted(split_dir.iterdir())
+    class_roots = tuple(Path(os.path.realpath(e)) for e in entries if e.is_dir() and not is_hidden(e.name))
+    for entry in entries:
         if is_hidden(entry.name):
             skipped.append(Skipped(entry, Reason.HIDDEN))
             continue
         if not entry.is_dir():
             loose += 1
             continue
-        files = _walk_files(entry, skipped)
+        if not is_utf8(entry.name):
+            skipped.append(Skipped(entry, Reason.BAD_NAME, "a class folder; rename it to train on it"))
+            continue
+        files = _walk_files(entry, skipped, seen, class_roots)
         rois = _roi_tables(entry, files, skipped)
         images = [f for f in files if not (f.parent == entry and is_roi_table(f.name))]
         label = resolve(entry.name)
