@@ -319,8 +319,9 @@ def add_parity(rows: list[dict], labels: np.ndarray, reference_format: str | Non
 
 
 def _threads(value: int) -> int:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return value or usable
+    from serving.onnx_runner import usable_cores
+
+    return value or usable_cores()
 
 
 def run_benchmark(config: BenchConfig, progress: bool | None = None) -> Path:

@@ -174,7 +174,7 @@ def _check_agreement(result: FormatParity) -> None:
         return
     low, high = agreement_interval(result.agreeing, result.images)
     detail = (f"top-1 agreement {result.top1_agreement:.4f} is below min_top1_agreement {limit:g} "
-              f"({_disagreeing(result)} of {result.images} images differ; 95% interval {low:.4f} to {high:.4f})")
+              f"({result.images - result.agreeing} of {result.images} images differ; 95% interval {low:.4f} to {high:.4f})")
     if high < limit:
         result.failures.append(f"{result.format}: {detail}")
     else:
@@ -198,10 +198,6 @@ def _check_accuracy_drop(result: FormatParity) -> None:
     else:
         result.warnings.append(f"{result.format} passes on too few images to decide: {detail}; that is more than "
                                f"max_accuracy_drop {limit:g}, but chance explains it")
-
-
-def _disagreeing(result: FormatParity) -> int:
-    return round((1.0 - result.top1_agreement) * result.images)
 
 
 @dataclass

@@ -85,12 +85,16 @@ def _walk_files(folder: Path, skipped: list[Skipped], seen: dict[str, Path],
             path = here / name
             if is_hidden(name):
                 skipped.append(Skipped(path, Reason.HIDDEN))
-            elif not is_utf8(name):
+                continue
+            if not is_utf8(name):
                 skipped.append(Skipped(path, Reason.BAD_NAME, "rename it to read it"))
-            elif (owner := _other_class(Path(os.path.realpath(path)), root, class_roots)) is not None:
-                skipped.append(Skipped(path, Reason.LINK_OUTSIDE, f"it is {os.path.realpath(path)}, an image of "
-                                                                  f"the class folder {owner.name}"))
-            elif (real_file := os.path.realpath(path)) in seen:
+                continue
+            real_file = os.path.realpath(path)
+            owner = _other_class(Path(real_file), root, class_roots)
+            if owner is not None:
+                skipped.append(Skipped(path, Reason.LINK_OUTSIDE, f"it is {real_file}, an image of the class folder "
+                                                                  f"{owner.name}"))
+            elif real_file in seen:
                 skipped.append(Skipped(path, Reason.REACHED_TWICE, f"the same file as {seen[real_file]}"))
             else:
                 seen[real_file] = path
