@@ -14,11 +14,12 @@ import sys
 from benchmarks.run_config import STAGES, load_config, to_toml
 from training.config import ConfigError
 
-# The embedded default: Fashion-MNIST small split, mobilenet_v2 fine-tuned, the formats a deployer compares
-# (fp32 for TF Serving and ONNX Runtime, full-integer and "easy" dynamic int8 for devices), a short benchmark.
+# The embedded default: Fashion-MNIST small split, mobilenet_v2 trained by the default recipe (lp-ft), the
+# formats a deployer compares (fp32 for TF Serving and ONNX Runtime, full-integer and "easy" dynamic int8 for
+# devices), a short benchmark.
 DEMO: dict[str, dict] = {
     "run": {"name": "fashion"},
-    "train": {"data": "fashion-mnist", "backbone": "mobilenet_v2", "strategy": "fine-tune", "epochs": 10},
+    "train": {"data": "fashion-mnist", "backbone": "mobilenet_v2"},
     "export": {"formats": ["savedmodel", "savedmodel-bytes", "onnx", "tflite", "tflite-int8-dynamic", "tflite-int8"]},
     "bench": {"formats": ["keras", "onnx", "tflite", "tflite-int8-dynamic", "tflite-int8"], "batch_sizes": [1, 32],
               "accuracy_images": 2000, "max_windows": 6, "serving_modes": ["grpc-tensor", "rest-bytes"],

@@ -133,6 +133,7 @@ def to_toml(config: PipelineConfig) -> str:
 
     document: dict[str, dict] = {}
     unset: list[str] = []
+    train = config.train.resolved()  # what the run will use for the options the strategy decides
     for name in SECTIONS:
         values = config.section(name)
         if name == "export":
@@ -142,7 +143,10 @@ def to_toml(config: PipelineConfig) -> str:
         kept = {}
         for key, value in values.items():
             if value is None:
-                unset.append(f"{name}.{key}")
+                will = getattr(train, key) if name == "train" else None
+                if dataclasses.is_dataclass(will):
+                    will = {k: v for k, v in dataclasses.asdict(will).items() if v}
+                unset.append(f"{name}.{key}" + (f" (will be {will!r})" if will is not None else ""))
             else:
                 kept[key] = list(value) if isinstance(value, tuple) else value
         document[name] = kept

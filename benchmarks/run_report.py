@@ -41,8 +41,10 @@ def _training(out: Path, config: PipelineConfig, record) -> list[str]:
     if record is None:
         return lines + ["Not run.", ""]
     run_dir = Path(record.outputs["run_dir_path"])
-    train = config.train
-    lines += [f"`{train.backbone}`, strategy `{train.strategy}`, {train.epochs} epochs, batch {train.batch_size}, "
+    train = config.train.resolved()
+    epochs = (f"{train.epochs} head + {train.fine_tune_epochs} fine-tuning epochs"
+              if train.strategy in ("two-phase", "lp-ft") else f"{train.epochs} epochs")
+    lines += [f"`{train.backbone}`, strategy `{train.strategy}`, {epochs}, batch {train.batch_size}, "
               f"data `{train.data}`; run directory `{run_dir}`.", ""]
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     rows = [[split, f"{m['accuracy']:.4f}", m.get("count")] for split in ("validation", "test")

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from training.config import ConfigError, TrainConfig, read_config_file
+from training.data.augment import AugmentConfig
 from training.train_cli import add_arguments, config_from_args
 
 
@@ -89,7 +90,7 @@ def test_cli_rejects_bad_value_with_exit_2():
     result = subprocess.run([sys.executable, "-m", "training.cli", "train", "--strategy", "nope"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "strategy must be one of scratch, feature-extraction, fine-tune, two-phase; got 'nope'" in result.stderr
+    assert "strategy must be one of lp-ft, scratch, feature-extraction, fine-tune, two-phase; got 'nope'" in result.stderr
 
 
 @pytest.mark.parametrize("name,text,message", [
@@ -117,3 +118,46 @@ def test_bad_weights_file_exits_2_before_any_training(tmp_path, tiny_dataset):
     assert "not a readable torch checkpoint for mobilenet_v2" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_the_default_strategy_is_lp_ft_and_fills_its_own_options():
+    config = TrainConfig().resolved()
+    assert (config.strategy, config.epochs, config.learning_rate, config.optimizer) == ("lp-ft", 100, 1e-3, "adamw")
+    assert (config.fine_tune_epochs, config.fine_tune_learning_rate, config.fine_tune_layers) == (12, 1e-4, 0)
+    assert config.label_smoothing == 0.1
+    assert config.augment == AugmentConfig(rotation=0.05, zoom=0.1)
+
+
+def test_the_older_strategies_keep_their_defaults():
+    config = TrainConfig(strategy="fine-tune").resolved()
+    assert (config.epochs, config.learning_rate, config.optimizer, config.fine_tune_layers) == (10, 1e-4, "adam", 30)
+    assert config.label_smoothing == 0.0 and not config.augment.enabled
+    two = TrainConfig(strategy="two-phase").resolved()
+    assert (two.fine_tune_epochs, two.fine_tune_learning_rate) == (10, 1e-5)
+
+
+def test_a_given_option_beats_the_strategy_default():
+    config = TrainConfig(epochs=5, label_smoothing=0.0, fine_tune_layers=40, optimizer="sgd").resolved()
+    assert (config.epochs, config.label_smoothing, config.fine_tune_layers, config.optimizer) == (5, 0.0, 40, "sgd")
+
+
+def test_an_augment_flag_changes_only_its_part_of_the_strategy_augmentation():
+    config = config_from_args(parse("--augment-flip", "--augment-zoom", "0.2")).resolved()
+    assert config.augment == AugmentConfig(flip=True, rotation=0.05, zoom=0.2)
+    off = config_from_args(parse("--augment-rotation", "0", "--augment-zoom", "0")).resolved()
+    assert not off.augment.enabled
+    plain = config_from_args(parse("--strategy", "fine-tune", "--augment-flip")).resolved()
+    assert plain.augment == AugmentConfig(flip=True)  # fine-tune's own augmentation is none
+
+
+def test_warmup_cosine_schedule_rises_for_one_epoch_then_decays_to_zero():
+    from training.fit import learning_rate_schedule
+    from training.strategies import Phase
+
+    schedule = learning_rate_schedule(Phase("fine-tune", "last-layers", 12, 1e-4, False, "warmup-cosine"), 9)
+    rates = [float(schedule(step)) for step in (0, 9, 9 + 99 // 2, 108)]
+    assert rates[0] == 0.0 and abs(rates[1] - 1e-4) < 1e-9
+    assert abs(rates[2] - 0.5e-4) < 1e-6 and rates[3] < 1e-9
+    assert learning_rate_schedule(Phase("head", "frozen", 3, 1e-3, True), 9) == 1e-3
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        learning_rate_schedule(Phase("head", "frozen", 3, 1e-3, True, "step"), 9)

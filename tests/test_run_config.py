@@ -48,7 +48,7 @@ def test_defaults_print_as_toml_that_reads_back_to_the_same_config():
     assert list(document) == list(SECTIONS)
     assert document["export"]["name"] == "model" and "run_dir" not in document["export"]
     assert "export_dir" not in document["bench"]
-    assert "#   train.learning_rate\n" in text and "#   bench.accuracy_images\n" in text
+    assert "#   train.learning_rate (will be 0.001)\n" in text and "#   bench.accuracy_images\n" in text
     assert to_toml(build_config(document)) == text
 
 
@@ -64,8 +64,8 @@ def test_file_tables_override_base_tables_key_by_key(tmp_path):
 
 @pytest.mark.parametrize("document, message", [
     ({"trian": {}}, "unknown table(s) ['trian']; allowed: ['run', 'train', 'export', 'serve', 'bench']"),
-    ({"train": {"strategy": "all"}}, "[train] strategy must be one of scratch, feature-extraction, fine-tune, "
-                                     "two-phase; got 'all'"),
+    ({"train": {"strategy": "all"}}, "[train] strategy must be one of lp-ft, scratch, feature-extraction, "
+                                     "fine-tune, two-phase; got 'all'"),
     ({"train": {"epoch": 3}}, "[train] unknown config key(s) ['epoch']; allowed:"),
     ({"train": {"learning_rate": "1e-3"}}, "[train] learning_rate must be float or None, got '1e-3' (str)"),
     ({"export": {"formats": ["onnx", "pt"]}}, "[export] unknown format(s) 'pt'; choose from: all,"),

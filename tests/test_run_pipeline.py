@@ -127,7 +127,7 @@ def test_a_bad_config_is_refused_before_any_work(tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text("[train]\nstrategy = 'all'\n[bench]\nbatch_sizes = [1]\n")
     assert _ftx("run", config, "--out", tmp_path / "out") == 2
-    assert "[train] strategy must be one of scratch, feature-extraction, fine-tune, two-phase; got 'all'" \
+    assert "[train] strategy must be one of lp-ft, scratch, feature-extraction, fine-tune, two-phase; got 'all'" \
         in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert _ftx("run", "--out", tmp_path / "out", "--force", "deploy") == 2
@@ -144,7 +144,8 @@ def test_print_config_shows_the_demo_with_every_default(capsys):
     assert _ftx("demo", "--print-config") == 0
     text = capsys.readouterr().out
     assert text.startswith('[run]\nname = "fashion"\n')
-    assert 'strategy = "fine-tune"' in text and "calibration_images = 500" in text
+    assert 'strategy = "lp-ft"' in text and "calibration_images = 500" in text
+    assert "#   train.epochs (will be 100)\n" in text and "#   train.fine_tune_layers (will be 0)\n" in text
     assert re.search(r"accuracy_images = 2000", text)
 
 

@@ -21,7 +21,8 @@ from training.data import DataError
 from training.model import build_classifier, unfreeze_last
 from training.train import RunLockedError, _class_weights, train
 
-SMALL = {"backbone": "mobilenet_v2", "image_size": 32, "batch_size": 8, "seed": 7}
+# short phases: the default recipe's 100 + 12 epochs are for real data, not for a 3-class toy
+SMALL = {"backbone": "mobilenet_v2", "image_size": 32, "batch_size": 8, "seed": 7, "epochs": 3, "fine_tune_epochs": 2}
 
 
 def small_config(data: Path, out: Path, **overrides) -> TrainConfig:
@@ -87,6 +88,26 @@ def test_fine_tune_keeps_batchnorm_in_inference_mode(tiny_dataset, tmp_path):
     # but the unfrozen convolutions did move
     last_conv = [l for l in trained.layers if isinstance(l, keras.layers.Conv2D)][-1].name
     assert not np.allclose(trained.get_layer(last_conv).kernel.numpy(), fresh.get_layer(last_conv).kernel.numpy())
+
+
+def test_lp_ft_converges_the_head_on_cached_features_then_tunes_the_whole_backbone(tiny_dataset, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        result = train(small_config(tiny_dataset, tmp_path / "lpft"))
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert (saved["strategy"], saved["fine_tune_layers"], saved["optimizer"], saved["label_smoothing"]) == \
+        ("lp-ft", 0, "adamw", 0.1)
+    assert saved["augment"] == {"flip": False, "rotation": 0.05, "zoom": 0.1, "contrast": 0.0, "brightness": 0.0}
+    assert "phase 'head': 3 epochs at learning rate 0.001 on cached backbone features" in caplog.text
+    assert "phase 'fine-tune': 2 epochs at peak learning rate 0.0001 (one epoch of warmup, then cosine decay)" \
+        in caplog.text
+    assert result.metrics["fine_tune_start_epoch"] == 3 and len(result.history["loss"]) == 5
+    trained = keras.models.load_model(result.run_dir / "model.keras").get_layer("mobilenet_v2")
+    fresh = build_classifier("mobilenet_v2", 3, image_size=32).base
+    assert f"fine-tuning all {len(fresh.layers)} backbone layers (BatchNorm stays frozen)" in caplog.text
+    first_conv = [l for l in trained.layers if isinstance(l, keras.layers.Conv2D)][0].name
+    assert not np.allclose(trained.get_layer(first_conv).kernel.numpy(), fresh.get_layer(first_conv).kernel.numpy())
+    for after, before in zip(_batchnorm_stats(trained), _batchnorm_stats(fresh), strict=True):
+        np.testing.assert_array_equal(after, before)
 
 
 def test_scratch_trains_batchnorm_from_random_init(tiny_dataset, tmp_path):

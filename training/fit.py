@@ -50,7 +50,24 @@ class PhaseResult:
     first_batch_warning: str | None = None
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def learning_rate_schedule(phase: Phase, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """A number for a constant rate; for ``warmup-cosine`` a schedule on the optimizer's step count.
+
+    The step count is saved with the optimizer in every epoch checkpoint, so a
+    resumed phase continues the schedule where it stopped.
+    """
+    if phase.schedule == "constant":
+        return phase.learning_rate
+    if phase.schedule != "warmup-cosine":
+        raise ValueError(f"unknown learning-rate schedule {phase.schedule!r}")
+    total = phase.epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total // 2) if phase.epochs > 1 else 0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else phase.learning_rate, decay_steps=max(total - warmup, 1),
+        warmup_target=phase.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
@@ -124,7 +141,9 @@ def _set_trainable(classifier: Classifier, phase: Phase, fine_tune_layers: int, 
         freeze_base(classifier.base)
     elif phase.base == "last-layers":
         count = unfreeze_last(classifier.base, fine_tune_layers, fine_tune_from)
-        log.info("fine-tuning the last %d of %d backbone layers", count, len(classifier.base.layers))
+        total = len(classifier.base.layers)
+        log.info("fine-tuning %s backbone layers (BatchNorm stays frozen)",
+                 f"all {total}" if count >= total else f"the last {count} of {total}")
     else:
         classifier.base.trainable = True
 
@@ -135,7 +154,7 @@ def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: Tra
     _set_trainable(classifier, phase, config.fine_tune_layers, config.fine_tune_from)
     target = classifier.head if phase.use_feature_cache else classifier.model
     target.compile(
-        optimizer=make_optimizer(config.optimizer, phase.learning_rate),
+        optimizer=make_optimizer(config.optimizer, learning_rate_schedule(phase, data.steps_per_epoch)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )

@@ -77,7 +77,7 @@ def check_fine_tune_from(base: keras.Model, from_layer: str | None) -> None:
 
 
 def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str | None = None) -> int:
-    """Make the last ``count`` layers (or all from ``from_layer`` on) trainable; return how many.
+    """Make the last ``count`` layers (0: all of them; or all from ``from_layer`` on) trainable; return how many.
 
     BatchNorm layers stay frozen, hence in inference mode with their ImageNet
     statistics: a few hundred images would otherwise overwrite them.
@@ -87,9 +87,9 @@ def unfreeze_last(base: keras.Model, count: int | None = None, from_layer: str |
         check_fine_tune_from(base, from_layer)
         start = names.index(from_layer)
     else:
-        if count is None or count < 1:
-            raise ValueError(f"fine-tune layer count must be >= 1, got {count}")
-        start = max(0, len(names) - count)
+        if count is None or count < 0:
+            raise ValueError(f"fine-tune layer count must be >= 0 (0: all), got {count}")
+        start = 0 if count == 0 else max(0, len(names) - count)
     base.trainable = True
     for index, layer in enumerate(base.layers):
         layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)

@@ -105,8 +105,10 @@ def _train_phases(classifier: Classifier, config: TrainConfig, splits, work: Pat
             log.info("phase %r already finished; loaded its weights", phase.name)
         else:
             data = phase_data(classifier, splits, config, phase.use_feature_cache, feature_cache)
-            log.info("phase %r: %d epochs at learning rate %g%s", phase.name, phase.epochs, phase.learning_rate,
-                     " on cached backbone features" if phase.use_feature_cache else "")
+            log.info("phase %r: %d epochs at %slearning rate %g%s", phase.name, phase.epochs,
+                     "peak " if phase.schedule == "warmup-cosine" else "", phase.learning_rate,
+                     " on cached backbone features" if phase.use_feature_cache
+                     else " (one epoch of warmup, then cosine decay)" if phase.schedule == "warmup-cosine" else "")
             result = run_phase(classifier, phase, data, config, num_classes=len(splits.class_names),
                                class_weight=class_weight, work_dir=work, check_first_batch=index == 0)
             classifier.model.save_weights(done)
@@ -173,7 +175,7 @@ def train(config: TrainConfig) -> RunResult:
         classifier = build_classifier(config.backbone, len(splits.class_names), image_size=config.image_size,
                                       weights=weights_for(config), dropout=config.dropout,
                                       dense_units=config.dense_units, seed=config.seed)
-        if config.strategy in ("fine-tune", "two-phase"):
+        if config.strategy in ("fine-tune", "two-phase", "lp-ft"):
             check_fine_tune_from(classifier.base, config.fine_tune_from)
         chief = is_chief(strategy)
         # only the chief writes the run; other workers train into a scratch directory

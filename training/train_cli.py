@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.config import STRATEGIES, ConfigError, TrainConfig, read_config_file
+from training.config import STRATEGIES, STRATEGY_DEFAULTS, ConfigError, TrainConfig, read_config_file
 from training.flags import add_flags
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,20 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--backbone", "backbone", str, "backbone name (see `ftx cache info`)"),
     ("--weights", "weights", str, "'imagenet', 'none' (random init) or a local weights file"),
     ("--image-size", "image_size", int, "input side in pixels (default: the backbone's, 224)"),
-    ("--strategy", "strategy", str, f"one of {', '.join(STRATEGIES)}"),
-    ("--fine-tune-layers", "fine_tune_layers", int, "fine-tune: number of last backbone layers to unfreeze"),
-    ("--fine-tune-from", "fine_tune_from", str, "fine-tune: unfreeze from this backbone layer name on"),
-    ("--epochs", "epochs", int, "epochs (two-phase: of the head phase)"),
-    ("--fine-tune-epochs", "fine_tune_epochs", int, "two-phase: epochs of the fine-tuning phase"),
+    ("--strategy", "strategy", str, f"one of {', '.join(STRATEGIES)}; lp-ft: a linear probe on cached features, "
+     "then the backbone fine-tuned (see README)"),
+    ("--fine-tune-layers", "fine_tune_layers", int, "fine-tune, two-phase, lp-ft: number of last backbone layers "
+     "to unfreeze, 0 for all"),
+    ("--fine-tune-from", "fine_tune_from", str, "fine-tune, two-phase, lp-ft: unfreeze from this backbone layer "
+     "name on"),
+    ("--epochs", "epochs", int, "epochs (two-phase, lp-ft: of the head phase)"),
+    ("--fine-tune-epochs", "fine_tune_epochs", int, "two-phase, lp-ft: epochs of the fine-tuning phase"),
     ("--batch-size", "batch_size", int, "batch size"),
     ("--optimizer", "optimizer", str, "adam, adamw, sgd (momentum 0.9) or rmsprop"),
-    ("--learning-rate", "learning_rate", float, "learning rate (default: 1e-3 head/scratch, 1e-4 fine-tune)"),
-    ("--fine-tune-learning-rate", "fine_tune_learning_rate", float, "two-phase: learning rate of phase 2"),
+    ("--learning-rate", "learning_rate", float, "learning rate (two-phase, lp-ft: of the head phase)"),
+    ("--fine-tune-learning-rate", "fine_tune_learning_rate", float,
+     "two-phase, lp-ft: learning rate of the fine-tuning phase (lp-ft: its peak, after one epoch of warmup, "
+     "then cosine decay)"),
     ("--dropout", "dropout", float, "dropout before the classification layer"),
     ("--dense-units", "dense_units", int, "hidden dense layer in the head (0: none)"),
     ("--label-smoothing", "label_smoothing", float, "label smoothing of the cross-entropy"),
@@ -61,15 +66,37 @@ AUGMENT_FLAGS: list[tuple[str, str, type, str]] = [
 ]
 
 
+def strategy_default(key: str, value) -> str | None:
+    """Help text for a default: the value itself, or per strategy when the strategy decides it."""
+    if value is not None:
+        return value
+    if key.startswith("augment_"):
+        values = {name: getattr(d.augment, key[len("augment_"):]) for name, d in STRATEGY_DEFAULTS.items()}
+    elif all(hasattr(d, key) for d in STRATEGY_DEFAULTS.values()):
+        values = {name: getattr(d, key) for name, d in STRATEGY_DEFAULTS.items()}
+    else:
+        return None
+    shown = {name: ("on" if v else "off") if isinstance(v, bool) else ("all" if key == "fine_tune_layers" and v == 0
+                                                                       else v) for name, v in values.items()}
+    common = {v for n, v in shown.items() if n != DEFAULTS.strategy}
+    first = f"{DEFAULTS.strategy} {shown[DEFAULTS.strategy]}"
+    if len(common) == 1 and shown[DEFAULTS.strategy] not in common:
+        return f"{first}, others {common.pop()}"
+    if len(set(shown.values())) == 1:
+        return str(shown[DEFAULTS.strategy])
+    return ", ".join(f"{n} {v}" for n, v in shown.items())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML/YAML/JSON file of options (flags override it)")
-    add_flags(parser, FLAGS, SWITCHES, DEFAULTS)
-    group = parser.add_argument_group("augmentation (training images only)")
+    add_flags(parser, FLAGS, SWITCHES, DEFAULTS, show=strategy_default)
+    group = parser.add_argument_group("augmentation (training images only; a flag given changes only its own "
+                                      "part of the strategy's augmentation)")
     for flag, key, kind, text in AUGMENT_FLAGS:
-        default = getattr(DEFAULTS.augment, key)
+        default = strategy_default(f"augment_{key}", None)
         if kind is bool:
             group.add_argument(flag, dest=f"augment_{key}", action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"{text} (default: {'on' if default else 'off'})")
+                               default=argparse.SUPPRESS, help=f"{text} (default: {default})")
         else:
             group.add_argument(flag, dest=f"augment_{key}", type=kind, default=argparse.SUPPRESS,
                                help=f"{text} (default: {default})")
