@@ -33,8 +33,35 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
             json.loads(raw)
         except json.JSONDecodeError as error:
             raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _MultiWorkerStrategy()
     raise ConfigError(f"unknown distribution strategy {name!r}")
+
+
+class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with the two ``reduce`` calls Keras 3's ``fit`` makes working.
+
+    With more than one worker, Keras 3 (3.15, and its main branch today)
+    fails in ``fit`` (keras-team/keras#20585, open):
+    - it reduces the first ``(images, labels)`` batch, a tuple, to learn the
+      input shapes, and the collective reduce takes one value only
+      ("Attempt to convert a value (PerReplica ...)"): each item is reduced in
+      turn here, the same all-reduces in the same order on every worker;
+    - it reduces every step's scalar logs with ``axis=0``, which a scalar does
+      not have ("Invalid reduction dimension 0"): a scalar is reduced across
+      replicas only, which is what the mean of per-replica scalars means.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        if isinstance(value, tuple | list | dict):
+            return tf.nest.map_structure(lambda item: self.reduce(reduce_op, item, axis), value)
+        if axis is not None and _rank(value) == 0:
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
+def _rank(value) -> int | None:
+    first = value.values[0] if isinstance(value, tf.distribute.DistributedValues) else value
+    return getattr(getattr(first, "shape", None), "rank", None)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -45,6 +72,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type in (None, "chief") or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def worker_task(strategy: tf.distribute.Strategy) -> str | None:
+    """``"worker 1 of 2"`` in multi-worker training (the name logs use), else None."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    total = sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker"))
+    return f"{resolver.task_type} {resolver.task_id} of {total}"
 
 
 @contextlib.contextmanager

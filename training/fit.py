@@ -48,6 +48,7 @@ class PhaseData:
 class PhaseResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     first_batch_warning: str | None = None
+    steps: int = 0  # optimizer steps this process ran (a resumed phase counts from its checkpoint)
 
 
 def learning_rate_schedule(phase: Phase, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -180,7 +181,8 @@ def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: Tra
 
     with quiet_unknown_length():
         _fit(target, data, one_hot, phase.epochs, class_weight, callbacks, checkpoint.resume_epoch())
-    return PhaseResult(history=epoch_log_history(epoch_log.epochs), first_batch_warning=first_batch.warning)
+    return PhaseResult(history=epoch_log_history(epoch_log.epochs), first_batch_warning=first_batch.warning,
+                       steps=int(target.optimizer.iterations.numpy()))
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import numpy as np
 from training import data as data_lib
 from training.atomic import write_json, write_text
 from training.config import ConfigError, TrainConfig
-from training.distribute import distribution_strategy, is_chief, mixed_precision_policy
+from training.distribute import distribution_strategy, is_chief, mixed_precision_policy, worker_task
 from training.evaluate import evaluate_split
 from training.fit import epoch_log_history, read_epoch_log, run_phase
 from training.model import Classifier, build_classifier, check_fine_tune_from
@@ -89,10 +89,12 @@ def _class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int,
     return {c: float(len(labels) / (num_classes * counts[c])) if counts[c] else 0.0 for c in range(num_classes)}
 
 
-def _train_phases(classifier: Classifier, config: TrainConfig, splits, work: Path) -> tuple[dict, list, int | None]:
-    """Run every phase (skipping finished ones); return history, warnings and the fine-tune start epoch."""
+def _train_phases(classifier: Classifier, config: TrainConfig, splits, work: Path) -> tuple[dict, list, int | None,
+                                                                                         int]:
+    """Run every phase (skipping finished ones); return history, warnings, the fine-tune start epoch and steps."""
     history: dict[str, list[float | None]] = {}
     notes: list[str] = []
+    steps = 0
     fine_tune_start = None
     feature_cache: dict = {}
     labels = np.array([r.label for r in splits.train])
@@ -113,13 +115,22 @@ def _train_phases(classifier: Classifier, config: TrainConfig, splits, work: Pat
                                class_weight=class_weight, work_dir=work, check_first_batch=index == 0)
             classifier.model.save_weights(done)
             phase_history = result.history
+            steps += result.steps
             if result.first_batch_warning:
                 notes.append(result.first_batch_warning)
         if phase.name == "fine-tune" and history:
             fine_tune_start = len(history.get("loss", []))
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(values)
-    return history, notes, fine_tune_start
+    return history, notes, fine_tune_start, steps
+
+
+def _local_copy(classifier: Classifier, config: TrainConfig, num_classes: int) -> Classifier:
+    """The trained model rebuilt outside the distribution strategy, for the chief to evaluate and save alone."""
+    local = build_classifier(config.backbone, num_classes, image_size=config.image_size, weights="none",
+                             dropout=config.dropout, dense_units=config.dense_units, seed=config.seed)
+    local.model.set_weights(classifier.model.get_weights())
+    return local
 
 
 def _evaluate(classifier: Classifier, splits, config: TrainConfig, work: Path) -> tuple[dict, list]:
@@ -182,14 +193,20 @@ def train(config: TrainConfig) -> RunResult:
         work, lock = (_prepare_partial(run_dir, config) if chief
                       else (Path(tempfile.mkdtemp(prefix="ftx-worker-")), -1))
         try:
-            history, notes, fine_tune_start = _train_phases(classifier, config, splits, work)
+            history, notes, fine_tune_start, steps = _train_phases(classifier, config, splits, work)
         finally:
             if lock >= 0:
                 os.close(lock)
     train_seconds = time.perf_counter() - started
+    task = worker_task(strategy)
+    if task:
+        log.info("%s ran %d training steps in %.1f s%s", task, steps, train_seconds,
+                 "" if chief else f"; the chief writes {run_dir}")
     if not chief:
         shutil.rmtree(work, ignore_errors=True)
         return RunResult(run_dir=run_dir, metrics={}, history=history, seconds=train_seconds)
+    if task:  # the other workers have left: evaluating or saving the distributed model would wait for them
+        classifier = _local_copy(classifier, config, len(splits.class_names))
     evaluation, dropped = _evaluate(classifier, splits, config, work)
     plot_history(history, work / "plots" / "history.png", fine_tune_start_epoch=fine_tune_start)
     _write_model(classifier, work, splits.class_names)

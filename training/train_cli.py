@@ -149,11 +149,15 @@ def run(args: argparse.Namespace, base: dict | None = None) -> int:
 
 def _print_summary(result) -> None:
     metrics = result.metrics
-    rows = [("run directory", str(result.run_dir))]
+    if not metrics:  # a multi-worker run's other workers: the chief evaluates and writes
+        rows = [("run directory", f"{result.run_dir} (written by the chief worker)")]
+    else:
+        rows = [("run directory", str(result.run_dir))]
     for split in ("validation", "test"):
         if metrics.get(split):
             rows.append((f"{split} accuracy", f"{metrics[split]['accuracy']:.4f} on {metrics[split]['count']} images"))
-    rows.append(("skipped files", str(metrics["skipped_count"])))
+    if metrics:
+        rows.append(("skipped files", str(metrics["skipped_count"])))
     rows.append(("wall time", f"{result.seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
