@@ -1,9 +1,14 @@
-"""``ftx serving-config EXPORT_ROOT --name NAME``: TF Serving's models, batching and monitoring configs.
+"""``ftx serving-config EXPORT_ROOT --name NAME``: TF Serving's configs and the manifests that deploy them.
 
 Writes ``models.config``, ``batching.config`` and ``monitoring.config`` into
 ``--out`` (default: EXPORT_ROOT) and prints the ``tensorflow_model_server``
 command lines (binary and docker) that use them. Every file is parsed back
-with the protobuf messages before it is kept. Exit 2 on bad input.
+with the protobuf messages before it is kept. Beside them, unless
+``--configs-only``: ``kubernetes/`` (TF Serving Deployment, Service,
+ConfigMap, autoscaler), ``kserve/`` (InferenceServices) and ``triton/`` (a
+Triton model repository), from blessed versions only (serving.deploy); a part
+that cannot be made is named in one line and the rest is written. Exit 2 on
+bad input, before anything is written.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from serving.deploy.settings import SERVICE_TYPES, TF_SERVING_IMAGE, DeploySettings, dns_label
+from serving.deploy.write import KSERVE_DIR, KUBERNETES_DIR, TRITON_DIR, Deployment, check_layout, write_deployment
 from serving.tfs_config import (BATCHING_CONFIG, MODELS_CONFIG, MONITORING_CONFIG, PROMETHEUS_PATH, BatchingSettings,
                                 ModelEntry, ServingConfigError, VersionPolicy, models_config, monitoring_config,
                                 read_config, to_text)
@@ -27,10 +34,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
                         help="version label, e.g. stable=1 canary=2 (repeatable; needs a policy serving both)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="batching defaults from TF Serving's tuning guide for this device")
+                        help="batching defaults from TF Serving's tuning guide for this device; gpu also gives "
+                             "the manifests TF Serving's -gpu image, one GPU per replica and Triton GPU instances")
     parser.add_argument("--base-path", help="base path as the server sees it (e.g. /models inside docker); "
                                             "default: EXPORT_ROOT's absolute path")
     parser.add_argument("--prometheus-path", default=PROMETHEUS_PATH, help="Prometheus metrics endpoint")
+    add_deploy_arguments(parser.add_argument_group(
+        "deployment manifests", "kubernetes/, kserve/ and triton/ under --out, from blessed versions only; the "
+        "cluster mounts EXPORT_ROOT's contents from a PersistentVolumeClaim"))
+
+
+def add_deploy_arguments(group) -> None:
+    group.add_argument("--configs-only", action="store_true", help="write the three TF Serving files only")
+    group.add_argument("--app", help="name of the Kubernetes Deployment, Service and autoscaler and prefix of the "
+                                     "ConfigMap and the Triton InferenceService (default: FIRST-NAME-serving)")
+    group.add_argument("--namespace", help="Kubernetes namespace of every object (default: kubectl's current one)")
+    group.add_argument("--image", help=f"TF Serving image (default: {TF_SERVING_IMAGE}, the release ftx's protos come "
+                                       "from; its -gpu tag with --device gpu)")
+    group.add_argument("--pvc", default="ftx-exports",
+                       help="PersistentVolumeClaim holding EXPORT_ROOT's contents (NAME/<version>/...)")
+    group.add_argument("--mount-path", default="/models",
+                       help="where the claim is mounted in the container: base paths become MOUNT_PATH/NAME")
+    group.add_argument("--storage-uri", help="where KServe reads EXPORT_ROOT's contents (gs://..., s3://...; "
+                                             "default: pvc://PVC)")
+    group.add_argument("--cpu-request", default="1", help="CPU request per replica (also sizes TF Serving's threads)")
+    group.add_argument("--memory-request", default="2Gi", help="memory request per replica")
+    group.add_argument("--min-replicas", type=int, default=1, help="autoscaler's lower bound")
+    group.add_argument("--max-replicas", type=int, default=4, help="autoscaler's upper bound")
+    group.add_argument("--target-cpu", type=int, default=70,
+                       help="autoscaler's target: average CPU use, percent of the request")
+    group.add_argument("--service-type", choices=SERVICE_TYPES, default="ClusterIP", help="Kubernetes Service type")
+    group.add_argument("--triton-max-batch-size", type=int,
+                       help="Triton's max_batch_size (default: the batching config's, 32 on cpu, 128 on gpu)")
+
+
+def deploy_settings(args: argparse.Namespace) -> DeploySettings:
+    return DeploySettings(
+        app=args.app or f"{dns_label(args.name[0])[:48].rstrip('-')}-serving", namespace=args.namespace,
+        image=args.image, pvc=args.pvc, mount_path=args.mount_path, storage_uri=args.storage_uri,
+        cpu_request=args.cpu_request, memory_request=args.memory_request, min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas, target_cpu_utilization=args.target_cpu, service_type=args.service_type,
+        device=args.device, triton_max_batch_size=args.triton_max_batch_size).check()
 
 
 def parse_labels(items: list[str]) -> dict[str, int]:
@@ -82,16 +126,37 @@ def command_lines(paths: dict[str, Path], export_root: Path, names: list[str], l
             "(for docker, write the configs with --base-path /models so base_path points inside the container)")
 
 
+def deploy_lines(deployment: Deployment, out: Path) -> str:
+    """What was written and the commands that use it."""
+    commands = {KUBERNETES_DIR: f"kubectl apply -f {out / KUBERNETES_DIR}/",
+                KSERVE_DIR: f"kubectl apply -f {out / KSERVE_DIR}/",
+                TRITON_DIR: f"tritonserver --model-repository={(out / TRITON_DIR).resolve()}"}
+    lines = [f"wrote {path}" for paths in deployment.written.values() for path in paths]
+    lines += [""] + [commands[folder] for folder in commands if folder in deployment.written]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     export_root = Path(args.export_root)
+    out = Path(args.out or export_root)
     try:
-        paths = write_configs(export_root, args.name, Path(args.out or export_root),
-                              VersionPolicy.parse(args.version_policy), parse_labels(args.label),
-                              BatchingSettings.for_device(args.device), args.base_path, args.prometheus_path)
+        policy, labels = VersionPolicy.parse(args.version_policy), parse_labels(args.label)
+        settings = None if args.configs_only else deploy_settings(args)
+        if settings is not None:
+            check_layout(export_root, args.name, out)
+        paths = write_configs(export_root, args.name, out, policy, labels, BatchingSettings.for_device(args.device),
+                              args.base_path, args.prometheus_path)
+        deployment = None if settings is None else write_deployment(export_root, args.name, out, policy, labels,
+                                                                    settings, args.prometheus_path)
     except ServingConfigError as error:
         print(f"ftx serving-config: {error}", file=sys.stderr)
         return 2
     for path in paths.values():
         print(f"wrote {path}")
     print("\n" + command_lines(paths, export_root, args.name, labels=bool(args.label)))
+    if deployment is not None:
+        if deployment.written:
+            print("\n" + deploy_lines(deployment, out))
+        for note in deployment.notes:
+            print(f"ftx serving-config: {note}", file=sys.stderr)
     return 0
