@@ -237,3 +237,15 @@ def test_mixed_precision_is_refused_without_a_gpu(caplog):
         assert policy == "float32"
         assert keras.config.dtype_policy().name == "float32"
     assert "needs a GPU" in caplog.text
+
+
+def test_a_cached_head_phase_logs_a_line_every_fifth_of_its_epochs(caplog):
+    from training.fit import EpochSummary
+
+    summary = EpochSummary("head", 100, every=20)
+    with caplog.at_level("INFO", logger="training.fit"):
+        for epoch in range(100):
+            summary.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5, "learning_rate": 1e-3})
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[0] for line in lines] == [f"phase 'head' epoch {e}/100" for e in (20, 40, 60, 80, 100)]
+    assert lines[-1] == "phase 'head' epoch 100/100: accuracy 0.5000, loss 0.0100"

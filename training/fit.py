@@ -121,6 +121,23 @@ class EpochLog(keras.callbacks.Callback):
         write_json(self.path, {str(k): v for k, v in sorted(self.epochs.items())})
 
 
+class EpochSummary(keras.callbacks.Callback):
+    """One log line every ``every`` epochs (and after the last): a head on cached features runs 100 epochs
+    in seconds, and Keras' own line per epoch would bury the rest of the output."""
+
+    def __init__(self, phase: str, epochs: int, every: int) -> None:
+        super().__init__()
+        self.phase, self.epochs, self.every = phase, epochs, max(1, every)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        done = epoch + 1
+        if done % self.every and done != self.epochs:
+            return
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
+                          if np.ndim(v) == 0 and k != "learning_rate")
+        log.info("phase %r epoch %d/%d: %s", self.phase, done, self.epochs, shown)
+
+
 class FirstBatchLoss(keras.callbacks.Callback):
     """Warns when the very first loss is far from ln(C): labels, preprocessing or head are off."""
 
@@ -179,8 +196,12 @@ def run_phase(classifier: Classifier, phase: Phase, data: PhaseData, config: Tra
     def one_hot(x, y):
         return x, tf.one_hot(y, num_classes)
 
+    verbose = 1 if sys.stderr.isatty() else 2
+    if phase.use_feature_cache:  # seconds for all epochs: a line every fifth of the phase is enough
+        verbose = 0
+        callbacks.append(EpochSummary(phase.name, phase.epochs, every=phase.epochs // 5))
     with quiet_unknown_length():
-        _fit(target, data, one_hot, phase.epochs, class_weight, callbacks, checkpoint.resume_epoch())
+        _fit(target, data, one_hot, phase.epochs, class_weight, callbacks, checkpoint.resume_epoch(), verbose)
     return PhaseResult(history=epoch_log_history(epoch_log.epochs), first_batch_warning=first_batch.warning,
                        steps=int(target.optimizer.iterations.numpy()))
 
@@ -194,7 +215,7 @@ def quiet_unknown_length() -> Iterator[None]:
 
 
 def _fit(target: keras.Model, data: PhaseData, one_hot, epochs: int, class_weight, callbacks,
-         resume_epoch: int) -> None:
+         resume_epoch: int, verbose: int) -> None:
     # One repeated iterator for all epochs: the epoch order then depends only on the
     # shuffle seed, not on how often Keras re-creates iterators (which differs between
     # datasets of known and unknown length), so cached and uncached paths agree.
@@ -211,5 +232,5 @@ def _fit(target: keras.Model, data: PhaseData, one_hot, epochs: int, class_weigh
         shuffle=False,  # the tf.data pipeline shuffles, seeded
         class_weight=class_weight,
         callbacks=callbacks,
-        verbose=1 if sys.stderr.isatty() else 2,
+        verbose=verbose,
     )
