@@ -23,6 +23,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_dataset, tmp_path):
+    """Both workers take every step of both lp-ft phases; worker 0, the chief, alone writes the run."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     out = tmp_path / "run"
     processes = []
@@ -32,8 +33,8 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_datase
         env = {**os.environ, "TMPDIR": str(scratch),
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         command = [sys.executable, "-m", "training.cli", "train", "--data", str(tiny_dataset), "--out", str(out),
-                   "--distribute", "multi-worker", "--strategy", "fine-tune", "--epochs", "2", "--image-size", "32",
-                   "--batch-size", "4", "--max-test-images", "3"]
+                   "--distribute", "multi-worker", "--epochs", "20", "--learning-rate", "0.01",
+                   "--fine-tune-epochs", "2", "--image-size", "32", "--batch-size", "4"]
         processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           env=env, start_new_session=True))
     try:
@@ -56,5 +57,10 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_datase
     assert list((tmp_path / "tmp1").iterdir()) == []
     for name in ("model.keras", "saved_model/saved_model.pb", "metrics.json", "config.json"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "config.json").read_text())["distribute"] == "multi-worker"
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["distribute"], saved["strategy"]) == ("multi-worker", "lp-ft")
+    # the default lp-ft: its head learnt from features cached on every worker, each beside its own image's label
+    # (the colours are easy: a cache out of order with its labels could not reach this)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] == 1.0 and metrics["test"]["accuracy"] == 1.0
     assert Path(out / "labels.txt").read_text().split() == ["blue", "green", "red"]

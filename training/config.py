@@ -23,7 +23,6 @@ DISTRIBUTE = ("auto", "none", "mirrored", "multi-worker")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
-
 @dataclass(frozen=True)
 class StrategyDefaults:
     """What a strategy uses for every option left at ``None``.
