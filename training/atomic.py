@@ -16,10 +16,16 @@ from typing import Any
 
 
 def write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory."""
+    """Write ``data`` to ``path`` via a temporary file in the same directory.
+
+    The temporary file's name carries the writer's process id, so the next
+    write of the same path removes what a killed writer left behind (and
+    leaves alone a live writer's file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_dead_writers_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -32,6 +38,32 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_dead_writers_files(path: Path) -> list[Path]:
+    """Remove ``.NAME.PID.*.tmp`` files beside ``path`` whose writer process no longer exists."""
+    removed = []
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid = entry.name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and not _process_exists(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_text(path: Path | str, text: str) -> Path:
