@@ -64,10 +64,17 @@ def _rank(value) -> int | None:
     return getattr(getattr(first, "shape", None), "rank", None)
 
 
+def _multi_worker_resolver(strategy: tf.distribute.Strategy):
+    """The cluster resolver of a multi-worker strategy; None for any other strategy."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+    return getattr(strategy, "cluster_resolver", None)
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """The one worker that writes the run directory (the only one outside multi-worker training)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    resolver = _multi_worker_resolver(strategy)
+    if resolver is None:
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
@@ -76,8 +83,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def worker_task(strategy: tf.distribute.Strategy) -> str | None:
     """``"worker 1 of 2"`` in multi-worker training (the name logs use), else None."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    resolver = _multi_worker_resolver(strategy)
+    if resolver is None:
         return None
     cluster = resolver.cluster_spec().as_dict()
     total = sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker"))
