@@ -292,6 +292,9 @@ def sweep(version_dir: Path, name: str, images: np.ndarray, encoded: list[bytes]
     throughput) the first server (batching as listed first) is also compared
     with in-process ONNX Runtime side by side (:func:`side_by_side`).
     """
+    from serving.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the load client reuses its large buffers as the server does, so the wire is not page faults
     rows, reference = [], None
     for batching in config.batching:
         server = ServeProcess(version_dir, name, config.threads, batching,

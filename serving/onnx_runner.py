@@ -1,15 +1,21 @@
 """ONNX Runtime calls for ftx serve: fast alone, lean under load.
 
 One request at a time is fastest on a session whose intra-op pool spans every
-core. Several at once are not: concurrent calls on that session share its pool
-and oversubscribe the cores (measured on the 2-core EPYC with the demo's
-MobileNetV2: 16 callers on a 2-thread session, 156-160 img/s; the same callers
-on 1-thread calls, at most one per core, 196-223 img/s). So with automatic
-threads (``--tensorflow_intra_op_parallelism=0``) the runner holds two
-sessions of the model: a call that finds no other call running or waiting
-takes the all-core session; the others take the 1-thread session, at most one
-per core, waiting for a free core. An explicit thread count gets
-one session of that many threads and no gate, as before.
+core. Several at once are not: concurrent calls on that session share its pool,
+whose threads spin and wait on each other. So with automatic threads
+(``--tensorflow_intra_op_parallelism=0``) the runner holds two sessions of the
+model: a call that finds no other call running takes the all-core session;
+calls that overlap take the 1-thread session, all at once, and the kernel
+shares the cores between them. How many overlap is bounded by the server's
+request threads (``--grpc_max_threads``, ``--rest_api_num_threads``).
+
+Measured on the 2-core AMD EPYC VM with the demo's MobileNetV2 at 224 px, 16
+gRPC clients, interleaved rounds (benchmarks/RESULTS.md): a bare Python gRPC
+server calling one 2-thread session reached 0.85-0.89 of in-process ONNX
+Runtime's best images/s and one calling a 1-thread session from 16 threads
+0.93-0.99; ftx serve with 1-thread calls gated to one per core reached
+0.83-0.86, ungated 0.88-0.91. An explicit thread count gets one session of
+that many threads for every call.
 
 The cost is a second copy of the weights in memory (ONNX Runtime sessions do
 not share initializers by default).
@@ -41,9 +47,8 @@ class OnnxRunner:
         self.input_name = self.fast.get_inputs()[0].name
         if self.lean is not None:
             self._prime(self.lean)
-        self._gate = threading.Condition()
+        self._lock = threading.Lock()
         self._running = 0
-        self._waiting = 0
 
     def _prime(self, session) -> None:
         """One call on zeros, so the first loaded request does not pay the session's first-run setup: warmup
@@ -63,16 +68,11 @@ class OnnxRunner:
         feed = {self.input_name: images}
         if not self.adaptive:
             return self.fast.run(["probabilities"], feed)[0]
-        with self._gate:
-            self._waiting += 1
-            while self._running >= self.cores:
-                self._gate.wait()
-            self._waiting -= 1
-            alone = self._running == 0 and self._waiting == 0
+        with self._lock:
+            alone = self._running == 0
             self._running += 1
         try:
             return (self.fast if alone else self.lean).run(["probabilities"], feed)[0]
         finally:
-            with self._gate:
+            with self._lock:
                 self._running -= 1
-                self._gate.notify()

@@ -1,4 +1,4 @@
-"""ftx serve's ONNX Runtime runner: the all-core session alone, 1-thread sessions under load, at most one per core."""
+"""ftx serve's ONNX Runtime runner: the all-core session alone, the 1-thread session for calls that overlap."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_an_explicit_thread_count_is_one_session_without_a_gate(tiny_export, ima
     assert runner(images).shape == (3, runner.session.get_outputs()[0].shape[-1] or 3)
 
 
-def test_a_lone_call_takes_the_all_core_session_and_concurrent_calls_at_most_one_per_core(tiny_export, images):
+def test_a_lone_call_takes_the_all_core_session_and_overlapping_calls_share_the_lean_one(tiny_export, images):
     if usable_cores() < 2:
         pytest.skip("one core: the runner holds one session")
     runner = OnnxRunner(tiny_export / "1" / "model.onnx")
@@ -77,7 +77,8 @@ def test_a_lone_call_takes_the_all_core_session_and_concurrent_calls_at_most_one
     for thread in threads:
         thread.join()
     assert errors == [] and len(results) == 4 * runner.cores
-    assert record["peak"] <= runner.cores  # never more model calls than cores
     assert record["calls"].get(id(runner.lean), 0) >= 2 * runner.cores  # under load, mostly the lean session
+    # overlapping calls are not queued behind each other: the kernel shares the cores between them
+    assert record["peak"] > runner.cores
     for result in results:
         np.testing.assert_allclose(result, results[0], atol=1e-6)
