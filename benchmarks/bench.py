@@ -184,42 +184,15 @@ class ExportUnderTest:
 
 
 def read_export(path: Path | str, version: int | None = None) -> ExportUnderTest:
-    """An export written by ``ftx export``: a version directory, or the model base path TF Serving takes.
+    """An export written by ``ftx export``: a version directory, or the model base path TF Serving takes
+    (its newest blessed version, or ``version``)."""
+    from export.versions import VersionError, chosen_version_dir
 
-    A base path gives its newest blessed version (``version`` picks another),
-    as ``ftx serve`` and TF Serving serve the newest one.
-    """
-    from export.versions import existing_versions
-
-    path = Path(path).expanduser()
-    if path.name.endswith(".partial"):
-        raise BenchError(f"{path} is a half-written export; rerun `ftx export` and benchmark the version it publishes")
-    if not path.is_dir():
-        raise BenchError(f"{path}: no such export directory (give a model base path, exports/NAME, or a version "
-                         "directory, exports/NAME/1)")
+    try:
+        path = chosen_version_dir(path, version, what="benchmarking")
+    except VersionError as error:
+        raise BenchError(str(error)) from None
     manifest_path = path / MANIFEST_FILE
-    if manifest_path.is_file():
-        if version is not None:
-            raise BenchError(f"{path} is one version already; give its base path {path.parent} with --version")
-    else:
-        versions = [v for v in existing_versions(path) if (path / str(v) / MANIFEST_FILE).is_file()]
-        if not versions:
-            raise BenchError(f"{path} has no {MANIFEST_FILE} and no version directories holding one: not an ftx "
-                             "export (give exports/NAME or exports/NAME/<version>)")
-        if version is not None:
-            if version not in versions:
-                raise BenchError(f"{path} has no version {version}; it has {', '.join(map(str, versions))}")
-            chosen = version
-        else:
-            blessed = [v for v in versions if (path / str(v) / "BLESSED").is_file()]
-            if not blessed:
-                raise BenchError(f"{path} has no blessed version (versions {', '.join(map(str, versions))} were "
-                                 "published unblessed); choose one with --version")
-            chosen = blessed[-1]
-        log.info("benchmarking %s version %d (%s)", path, chosen,
-                 "as asked" if version is not None else "the newest blessed one")
-        path = path / str(chosen)
-        manifest_path = path / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:

@@ -10,8 +10,13 @@ number is not reused.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+
+from export.manifest import MANIFEST_FILE
+
+log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REJECTED_SUFFIX = ".not_blessed"
@@ -75,3 +80,38 @@ def choose_version(model_dir: Path, requested: int | None) -> int:
                            f"{rejected_dir(model_dir, requested)}; delete that directory to reuse the number, "
                            f"or omit --version to take {next_free}")
     return requested
+
+
+def chosen_version_dir(path: Path | str, version: int | None = None, what: str = "using") -> Path:
+    """A version directory from what a user names: the version itself, or the model base path TF Serving takes.
+
+    A base path gives its newest blessed version (``version`` picks another),
+    as ``ftx serve`` and TF Serving serve the newest one. VersionError says
+    what was given and what to give instead.
+    """
+    path = Path(path).expanduser()
+    if path.name.endswith(".partial"):
+        raise VersionError(f"{path} is a half-written export; rerun `ftx export` and use the version it publishes")
+    if not path.is_dir():
+        raise VersionError(f"{path}: no such export directory (give a model base path, exports/NAME, or a version "
+                           "directory, exports/NAME/1)")
+    if (path / MANIFEST_FILE).is_file():
+        if version is not None:
+            raise VersionError(f"{path} is one version already; give its base path {path.parent} with --version")
+        return path
+    versions = [v for v in existing_versions(path) if (path / str(v) / MANIFEST_FILE).is_file()]
+    if not versions:
+        raise VersionError(f"{path} has no {MANIFEST_FILE} and no version directories holding one: not an ftx "
+                           "export (give exports/NAME or exports/NAME/<version>)")
+    if version is not None:
+        if version not in versions:
+            raise VersionError(f"{path} has no version {version}; it has {', '.join(map(str, versions))}")
+        chosen = version
+    else:
+        blessed = [v for v in versions if (path / str(v) / "BLESSED").is_file()]
+        if not blessed:
+            raise VersionError(f"{path} has no blessed version (versions {', '.join(map(str, versions))} were "
+                               "published unblessed); choose one with --version")
+        chosen = blessed[-1]
+    log.info("%s %s version %d (%s)", what, path, chosen, "as asked" if version is not None else "the newest blessed one")
+    return path / str(chosen)

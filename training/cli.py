@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "client": ("serving.client_cli", "predict, classify, metadata and status against TF Serving or ftx serve"),
     "bench": ("benchmarks.cli", "latency, throughput and accuracy of every format of an export, and of ftx serve"),
     "run": ("benchmarks.run_cli", "train -> export -> parity gate -> serving smoke test -> bench -> report, resumable"),
+    "score": ("serving.scoring.cli", "score image files with Apache Beam's RunInference (ONNX or the SavedModel)"),
 }
 
 
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(argv)
         args, unknown = parser.parse_known_args(argv)
+        if unknown and getattr(importlib.import_module(SUBCOMMANDS[args.command][0]), "PASS_THROUGH", False):
+            args.pipeline_args, unknown = unknown, []  # ftx score: Beam's own options, passed on unchanged
         if unknown:  # argparse would print the top-level usage; the subcommand's is the one that helps
             parser.subcommand_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except ModuleNotFoundError as error:  # the subcommand's module (add_arguments) needs what this install lacks

@@ -19,6 +19,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "tensorflow_serving": ("tensorflow-serving-api", FULL_INSTALL),
     "tomli_w": ("tomli-w", FULL_INSTALL),
     "markdown": ("markdown", FULL_INSTALL),
+    "apache_beam": ("Apache Beam (apache-beam)", FULL_INSTALL),
     "matplotlib": ("matplotlib", "pip install 'ftx[plots]' (or the full install, 'ftx[cpu]')"),
     "onnxruntime": ("ONNX Runtime", EDGE_INSTALL),
     "ai_edge_litert": ("LiteRT (ai-edge-litert)", EDGE_INSTALL),

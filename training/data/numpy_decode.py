@@ -129,16 +129,19 @@ def _spans(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gather(image: np.ndarray, axis: int, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    moved = np.ascontiguousarray(np.moveaxis(image, axis, 0))  # contiguous rows make each tap one block copy
-    out = np.zeros((len(starts),) + moved.shape[1:], np.float32)
+    """One axis resampled: the weighted taps added in ascending order, TensorFlow's summation order."""
+    shape = list(image.shape)
+    shape[axis] = len(starts)
+    out = np.zeros(shape, np.float32)
     term = np.empty_like(out)
-    shape = (-1,) + (1,) * (moved.ndim - 1)
-    last = moved.shape[0] - 1
-    for tap in range(weights.shape[1]):  # ascending taps: TensorFlow's summation order
-        np.take(moved, np.minimum(starts + tap, last), axis=0, out=term)
-        term *= weights[:, tap].reshape(shape)
+    weight_shape = [1] * image.ndim
+    weight_shape[axis] = -1
+    last = image.shape[axis] - 1
+    for tap in range(weights.shape[1]):
+        np.take(image, np.minimum(starts + tap, last), axis=axis, out=term)
+        term *= weights[:, tap].reshape(weight_shape)
         out += term
-    return np.moveaxis(out, 0, axis)
+    return out
 
 
 def resize_rounded(image: np.ndarray, image_size: int) -> np.ndarray:
@@ -148,6 +151,7 @@ def resize_rounded(image: np.ndarray, image_size: int) -> np.ndarray:
     if (height, width) != (image_size, image_size):
         image = _gather(image, 0, *_spans(height, image_size))
         image = _gather(image, 1, *_spans(width, image_size))
+        return np.clip(np.round(image, out=image), 0.0, 255.0, out=image)  # in place: the array is our own
     return np.clip(np.round(image), 0.0, 255.0)
 
 

@@ -1,0 +1,143 @@
+"""``ftx score EXPORT IMAGES... --out DIR``: score image files with Apache Beam's RunInference.
+
+Options this command does not know are Beam's (``--runner=FlinkRunner
+--flink_master=...``) and pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+PASS_THROUGH = True  # unknown options are the pipeline's (training.cli hands them over as args.pipeline_args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from serving.scoring.settings import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, ScoreSettings
+
+    defaults = ScoreSettings()
+    parser.add_argument("export", help="a model base path (ftx export's OUT/NAME: its newest blessed version) or "
+                                       "one version directory (OUT/NAME/<version>)")
+    parser.add_argument("images", nargs="+", help="folders (searched recursively for jpg/png/gif/bmp), globs, "
+                                                  "files, or CSV lists of paths (a 'path' column, else the first)")
+    parser.add_argument("--out", required=True, help="output folder: predictions.jsonl, bad_files.jsonl, "
+                                                     "summary.json (must not exist)")
+    parser.add_argument("--version", type=int, help="with a model base path: this version (default: the newest "
+                                                    "blessed one)")
+    parser.add_argument("--format", dest="model_format", choices=("onnx", "savedmodel"), default="onnx",
+                        help="onnx: Beam's ONNX handler (ONNX Runtime); savedmodel: its TensorFlow handler")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: ONNX Runtime's CUDA provider (onnxruntime-gpu)")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="classes listed per image")
+    parser.add_argument("--min-batch-size", type=int, default=defaults.min_batch_size,
+                        help="RunInference's smallest batch")
+    parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                        help="RunInference's largest batch")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per Beam worker (0: "
+                        "every core; with --direct_num_workers=N on N cores, 1)")
+    parser.add_argument("--max-file-bytes", type=int, default=MAX_FILE_BYTES, help="larger files are bad files")
+    parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="images of more pixels (width x height, from their header) are bad files")
+
+
+def _export(args: argparse.Namespace):
+    """(version directory, manifest, image size, class names) of the export to score."""
+    from export.manifest import MANIFEST_FILE
+    from export.versions import chosen_version_dir
+
+    version_dir = chosen_version_dir(args.export, args.version, what="scoring with")
+    manifest = json.loads((version_dir / MANIFEST_FILE).read_text())
+    artifact = "savedmodel" if args.model_format == "savedmodel" else "onnx"
+    if manifest.get("artifacts", {}).get(artifact, {}).get("status") != "ok":
+        raise ValueError(f"{version_dir} has no {artifact} artifact that converted (ftx export --formats ...)")
+    image_size = int(manifest["input"]["shape"][1])
+    return version_dir, manifest, image_size, tuple(manifest["labels"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.installs import has, lacking
+
+    if not has("apache_beam"):
+        print(f"ftx score: {lacking('apache_beam')}", file=sys.stderr)
+        return 2
+    from export.versions import VersionError
+    from serving.scoring.images import ImageListError, list_images
+    from serving.scoring.settings import ScoreSettings
+
+    out = args.out
+    if "://" not in out and Path(out).expanduser().exists():
+        print(f"ftx score: {out} already exists; choose another --out", file=sys.stderr)
+        return 2
+    try:
+        settings = ScoreSettings(args.model_format, args.device, args.top_k, args.min_batch_size, args.max_batch_size,
+                                 args.max_file_bytes, args.max_image_pixels, args.threads,
+                                 tuple(getattr(args, "pipeline_args", ()))).check()
+        paths = list_images(args.images)
+        export = _export(args)
+    except (VersionError, ImageListError, ValueError, KeyError, OSError) as error:
+        print(f"ftx score: {error}", file=sys.stderr)
+        return 2
+    summary = score(settings, export, paths, out)
+    print(f"scored {summary['scored']} of {summary['images']} images in {summary['seconds']:.1f} s "
+          f"({summary['images_per_s']:.1f} images/s) with {summary['format']} on {summary['runner']}; "
+          f"{summary['bad_files']} bad file(s)")
+    print(f"predictions in {summary['outputs'][0]}" + (f", bad files in {summary['outputs'][1]}"
+                                                       if summary["bad_files"] else ""))
+    return 0
+
+
+def score(settings, export, paths: list[str], out: str) -> dict:
+    """Run the pipeline into ``out`` (staged and renamed when local) and return the summary it wrote."""
+    from training.atomic import staged_directory, write_json
+
+    if "://" in out:
+        return _score_into(settings, export, paths, out)
+    final = Path(out).expanduser().absolute()
+    with staged_directory(final) as stage:
+        summary = _score_into(settings, export, paths, str(stage))
+        summary["outputs"] = [str(final / Path(p).name) for p in summary["outputs"]]
+        write_json(stage / "summary.json", summary)
+    return summary
+
+
+def _score_into(settings, export, paths: list[str], out: str) -> dict:
+    from serving.scoring.settings import BAD_FILES, LOCAL_RUNNER, PREDICTIONS
+    from training.terminal import library_chatter
+
+    version_dir, manifest, image_size, class_names = export
+    started = time.perf_counter()
+    # Beam's notes are not the user's: apitools missing on import, a memory warning per batch without torch
+    with library_chatter(log, "Beam"):
+        import apache_beam as beam
+
+        from serving.scoring.handlers import model_handler
+        from serving.scoring.pipeline import build, counters, pipeline_options
+
+        handler = model_handler(version_dir, settings.model_format, settings.device, settings.min_batch_size,
+                                settings.max_batch_size, settings.threads)
+        pipeline = beam.Pipeline(options=pipeline_options(settings))
+        build(pipeline, paths, handler, image_size, class_names, settings, out)
+        result = pipeline.run()
+        result.wait_until_finish()
+        counts = counters(result)
+    seconds = time.perf_counter() - started
+    scored = counts.get("scored", 0)
+    suffix = ".jsonl" if settings.runner is None else "-*.jsonl"
+    summary = {"export": str(version_dir), "model": manifest.get("model_name"), "version": manifest.get("version"),
+               "format": settings.model_format, "device": settings.device,
+               "runner": settings.runner or LOCAL_RUNNER, "images": len(paths), "scored": scored,
+               "bad_files": counts.get("bad_files", 0), "seconds": round(seconds, 3),
+               "images_per_s": round(scored / seconds, 2) if seconds > 0 else 0.0,
+               "batch_size": {"min": settings.min_batch_size, "max": settings.max_batch_size},
+               "top_k": settings.top_k, "outputs": [f"{out}/{PREDICTIONS}{suffix}", f"{out}/{BAD_FILES}{suffix}"]}
+    if "://" in out:
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.create(f"{out}/summary.json") as handle:
+            handle.write(json.dumps(summary, indent=2).encode())
+    return summary
