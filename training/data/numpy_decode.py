@@ -62,6 +62,8 @@ def decode_rgb(data: bytes) -> np.ndarray:
             return pil_to_rgb(image)
     except ImageDecodeError:
         raise
+    except Image.UnidentifiedImageError:  # PIL's message names its BytesIO object, which says nothing
+        raise ImageDecodeError("the data is not in any image format Pillow reads") from None
     except Exception as error:  # PIL, pypng and libjpeg raise many types for damaged data
         raise ImageDecodeError(f"{type(error).__name__}: {error}") from None
 
