@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.onnx_runner import usable_cores
 from serving.scoring.images import ImageListError, list_images
 
 
@@ -74,6 +75,9 @@ def test_score_writes_one_row_per_image_and_reports_the_bad_file(tiny_export, im
     assert (summary["images"], summary["scored"], summary["bad_files"]) == (len(good) + 1, len(good), 1)
     assert summary["format"] == model_format and summary["runner"] == "FnApiRunner"
     assert summary["version"] == 1 and summary["images_per_s"] > 0
+    # the in-process runner: a worker process per core, each decoding and scoring on a 1-thread session
+    assert summary["workers"] == usable_cores()
+    assert summary["onnx_threads"] == ((1 if usable_cores() > 1 else 0) if model_format == "onnx" else None)
     assert f"scored {len(good)} of {len(good) + 1} images" in result.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the staging directory was renamed
 
@@ -90,6 +94,8 @@ def test_a_csv_list_a_glob_and_beam_options_passed_through(tiny_export, images, 
     greens = sorted(str(p) for p in (images / "green").glob("*.png"))
     assert paths == sorted([str(tmp_path / "red" / "0.png"), str(tmp_path / "red" / "1.png"), *greens])
     assert (out / "bad_files.jsonl").read_text() == ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["workers"] == 1 and summary["onnx_threads"] == 0  # Beam's own options chose the workers
 
 
 def test_refusals_are_one_line_with_exit_2(tiny_export, images, tmp_path):

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
                         help="RunInference's largest batch")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per Beam worker (0: "
-                        "every core; with --direct_num_workers=N on N cores, 1)")
+                        "automatic: 1 with the in-process runner's worker per core, else every core)")
     parser.add_argument("--max-file-bytes", type=int, default=MAX_FILE_BYTES, help="larger files are bad files")
     parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                         help="images of more pixels (width x height, from their header) are bad files")
@@ -119,7 +119,7 @@ def _score_into(settings, export, paths: list[str], out: str) -> dict:
         from serving.scoring.pipeline import build, counters, pipeline_options
 
         handler = model_handler(version_dir, settings.model_format, settings.device, settings.min_batch_size,
-                                settings.max_batch_size, settings.threads)
+                                settings.max_batch_size, settings.session_threads())
         pipeline = beam.Pipeline(options=pipeline_options(settings))
         build(pipeline, paths, handler, image_size, class_names, settings, out)
         result = pipeline.run()
@@ -134,6 +134,8 @@ def _score_into(settings, export, paths: list[str], out: str) -> dict:
                "bad_files": counts.get("bad_files", 0), "seconds": round(seconds, 3),
                "images_per_s": round(scored / seconds, 2) if seconds > 0 else 0.0,
                "batch_size": {"min": settings.min_batch_size, "max": settings.max_batch_size},
+               "workers": settings.local_workers() if settings.runner is None else None,
+               "onnx_threads": settings.session_threads() if settings.model_format == "onnx" else None,
                "top_k": settings.top_k, "outputs": [f"{out}/{PREDICTIONS}{suffix}", f"{out}/{BAD_FILES}{suffix}"]}
     if "://" in out:
         from apache_beam.io.filesystems import FileSystems

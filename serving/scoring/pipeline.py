@@ -94,6 +94,9 @@ def pipeline_options(settings: ScoreSettings):
     args = list(settings.pipeline_args)
     if settings.runner is None:
         args.append(f"--runner={LOCAL_RUNNER}")
+    workers = settings.local_workers()
+    if workers > 1:
+        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     return PipelineOptions(args)
 
 

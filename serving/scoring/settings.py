@@ -21,10 +21,10 @@ class ScoreSettings:
     device: str = "cpu"
     top_k: int = 5
     min_batch_size: int = 8
-    max_batch_size: int = 64
+    max_batch_size: int = 16
     max_file_bytes: int = MAX_FILE_BYTES
     max_image_pixels: int = MAX_IMAGE_PIXELS
-    threads: int = 0  # ONNX Runtime intra-op threads per worker (0: its default, every core)
+    threads: int = 0  # ONNX Runtime intra-op threads per worker (0: automatic, see session_threads)
     pipeline_args: tuple[str, ...] = field(default_factory=tuple)  # Beam's own options, passed through
 
     def check(self) -> "ScoreSettings":
@@ -52,3 +52,20 @@ class ScoreSettings:
             if arg == "--runner" and index + 1 < len(self.pipeline_args):
                 return self.pipeline_args[index + 1]
         return None
+
+    def local_workers(self) -> int:
+        """Worker processes of the in-process runner: one per core, unless Beam's own options choose (1 for a
+        cluster runner, which has its own)."""
+        if self.runner is not None or any(arg.startswith("--direct_") for arg in self.pipeline_args):
+            return 1
+        from serving.onnx_runner import usable_cores
+
+        return usable_cores()
+
+    def session_threads(self) -> int:
+        """ONNX Runtime intra-op threads per worker: as given, else 1 when a worker runs on each core (decoding
+        and scoring in each process at once beats one process whose decoding leaves a core idle), else ONNX
+        Runtime's default (every core)."""
+        if self.threads:
+            return self.threads
+        return 1 if self.local_workers() > 1 else 0
