@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUIRED = ("model.keras", "saved_model/saved_model.pb", "labels.txt", "config.json", "metrics.json")
+REQUIRED = ("model.keras", "saved_model/saved_model.pb", "saved_model/variables/variables.index", "labels.txt",
+            "config.json", "metrics.json")
 
 
 class RunDirError(ValueError):
@@ -69,6 +70,7 @@ def read_run(path: Path | str) -> TrainedRun:
     if not isinstance(config.get("image_size"), int):
         raise RunDirError(f"{path}/config.json has no resolved image_size; re-train with this ftx version")
     _check_keras_file(path / "model.keras")
+    _check_variables(path / "saved_model" / "variables")
     image_size, classes = _saved_model_io(path / "saved_model" / "saved_model.pb")
     if classes not in (None, len(class_names)):
         raise RunDirError(f"{path}/labels.txt lists {len(class_names)} classes, but the model has {classes} "
@@ -131,3 +133,23 @@ def _saved_model_io(file: Path) -> tuple[int | None, int | None]:
     image_size = input_dims[1] if len(input_dims) == 4 and input_dims[1] > 0 else None
     classes = output_dims[-1] if output_dims and output_dims[-1] > 0 else None
     return image_size, classes
+
+
+def _check_variables(folder: Path) -> None:
+    """Every data shard the SavedModel's variables.index lists is there and holds the bytes the index needs."""
+    from export.variables_index import VariablesIndexError, shard_sizes
+
+    index = folder / "variables.index"
+    try:
+        needed = shard_sizes(index.read_bytes())
+    except VariablesIndexError as error:
+        raise RunDirError(f"{index} is not a readable variables index: {error}") from None
+    shards = sorted(folder.glob("variables.data-*-of-*"))
+    count = int(shards[0].name.rsplit("-of-", 1)[1]) if shards else max(needed, default=0) + 1
+    for shard, size in sorted(needed.items()):
+        data = folder / f"variables.data-{shard:05d}-of-{count:05d}"
+        if not data.is_file():
+            raise RunDirError(f"{data} is missing; variables.index lists variables in it")
+        if data.stat().st_size < size:
+            raise RunDirError(f"{data} is {data.stat().st_size} bytes, but variables.index needs {size}: truncated "
+                              "(a copy or a disk that failed?); re-train or restore it")

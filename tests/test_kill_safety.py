@@ -7,6 +7,7 @@ Real processes and real signals: a stage's owner is killed with SIGKILL, an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +158,31 @@ CORRUPTIONS = {  # case -> (how, the start of the one-line error after the run's
         "/config.json says image_size 64, but the model takes 32 px images"),
     "metrics.json garbage": (lambda run: (run / "metrics.json").write_bytes(b"\x00\x01{"),
                              "/metrics.json is not valid JSON"),
+    "metrics.json missing": (lambda run: (run / "metrics.json").unlink(),
+                             "is not a complete ftx run: missing metrics.json"),
+    "metrics.json empty": (lambda run: (run / "metrics.json").write_bytes(b""), "/metrics.json is empty"),
+    "metrics.json truncated": (lambda run: _truncate(run / "metrics.json"), "/metrics.json is not valid JSON"),
+    "config.json missing": (lambda run: (run / "config.json").unlink(),
+                            "is not a complete ftx run: missing config.json"),
+    "config.json empty": (lambda run: (run / "config.json").write_bytes(b""), "/config.json is empty"),
+    "config.json garbage": (lambda run: (run / "config.json").write_bytes(os.urandom(64) + b"{"),
+                            "/config.json is not"),  # not valid JSON, or not UTF-8 JSON: either names the file
+    "labels.txt missing": (lambda run: (run / "labels.txt").unlink(), "is not a complete ftx run: missing labels.txt"),
+    "labels.txt truncated": (lambda run: (run / "labels.txt").write_text("blue\n"),
+                             "/labels.txt lists 1 class(es); expected at least 2"),
+    "saved_model missing": (lambda run: shutil.rmtree(run / "saved_model"),
+                            "is not a complete ftx run: missing saved_model/saved_model.pb, "
+                            "saved_model/variables/variables.index"),
+    "saved_model.pb empty": (lambda run: (run / "saved_model" / "saved_model.pb").write_bytes(b""),
+                             "/saved_model/saved_model.pb is empty"),
+    "variables.index truncated": (lambda run: _truncate(run / "saved_model" / "variables" / "variables.index"),
+                                  "/saved_model/variables/variables.index is not a readable variables index"),
+    "variables data truncated": (
+        lambda run: _truncate(run / "saved_model" / "variables" / "variables.data-00000-of-00001"),
+        "/saved_model/variables/variables.data-00000-of-00001 is "),
+    "variables data missing": (
+        lambda run: (run / "saved_model" / "variables" / "variables.data-00000-of-00001").unlink(),
+        "/saved_model/variables/variables.data-00000-of-00001 is missing"),
 }
 
 
@@ -177,7 +203,7 @@ def test_every_corrupt_run_file_is_one_clear_error(case, tiny_run, tmp_path):
     assert "\n" not in text
 
 
-@pytest.mark.parametrize("case", ["model.keras garbage", "config.json another image size"])
+@pytest.mark.parametrize("case", CORRUPTIONS)
 def test_ftx_export_on_a_corrupt_run_exits_2_with_one_line(case, tiny_run, tmp_path):
     import shutil
 
