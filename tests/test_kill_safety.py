@@ -227,3 +227,33 @@ def test_staged_directory_leaves_hidden_folders_that_are_not_ftx_stages(tmp_path
     with staged_directory(tmp_path / "bench-b") as stage:
         (stage / "ok").write_text("done")
     assert other.is_dir() and not stale.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_bench_killed_while_a_worker_measures_takes_the_worker_with_it_and_the_next_bench_cleans_up(tiny_export,
+                                                                                                    tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "training.cli", "bench", str(tiny_export), "--formats", "onnx",
+               "--batch-sizes", "1,8", "--no-serving", "--accuracy-images", "0", "--timing-images", "8",
+               "--window-seconds", "0.5", "--max-windows", "3", "--out", str(out)]
+    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    deadline = time.monotonic() + 240
+    while worker is None and time.monotonic() < deadline and bench.poll() is None:
+        worker = next((pid for pid, line in _children(bench.pid) if "benchmarks.worker" in line), None)
+        time.sleep(0.05)
+    assert worker is not None, "no benchmark worker started"
+    _kill(bench)
+    for _ in range(200):
+        if _gone(worker):
+            break
+        time.sleep(0.05)
+    assert _gone(worker), "the benchmark worker outlived the bench that started it"
+    stale = list(tmp_path.glob(".report.*.partial"))
+    assert len(stale) == 1 and Path(f"{stale[0]}.owner").is_file() and not out.exists()
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"removed 1 staging directory left in {tmp_path} by a killed ftx process" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # published; nothing hidden left
+    assert (out / "results.json").is_file()

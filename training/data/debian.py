@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from training.atomic import staged_directory
+from training.children import tied_to_parent
 from training.data.records import DataError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def _private_options(state: Path) -> list[str]:
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     log.debug("running %s", " ".join(command))
     try:
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        return subprocess.run(tied_to_parent(command), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S,
+                              check=False)  # apt-get dies with ftx, even on SIGKILL
     except subprocess.TimeoutExpired as error:
         raise DataError(f"{' '.join(command)} did not finish in {TIMEOUT_S} s") from error
 
