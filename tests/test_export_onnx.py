@@ -113,3 +113,56 @@ def test_int8_static_float_convs_leaves_the_first_convolutions_unquantized(onnx_
     assert np.mean(got.argmax(axis=1) == expected.argmax(axis=1)) >= 7 / 8
     with pytest.raises(ValueError, match="float_convs must be >= 0, got -1"):
         make_variant(model, "int8_static", calibration_images=samples.images, float_convs=-1)
+
+
+def test_the_preprocessing_runs_after_the_transpose_to_nchw_with_bit_identical_outputs(onnx_model, tiny_run):
+    run, model = onnx_model
+    assert [node.op_type for node in model.graph.node[:3]] == ["Transpose", "Mul", "Add"]
+    assert list(model.graph.node[0].input) == ["images"]
+    # tf2onnx's own graph, finished without the move, gives exactly the same numbers
+    from export import onnx_export
+
+    raw = onnx.load_from_string(convert_saved_model(run.saved_model_path))
+    assert [node.op_type for node in raw.graph.node[:3]] == ["Mul", "Add", "Transpose"]
+    images = np.random.default_rng(1).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(raw.SerializeToString(), providers=["CPUExecutionProvider"])
+    moved = session.run(["probabilities"], {"images": images})[0]
+    unmoved = reference.run(None, {raw.graph.input[0].name: images})[0]
+    np.testing.assert_array_equal(moved, unmoved)
+    assert onnx_export.preprocessing_after_transpose(model.graph, "images") is False  # already moved: unchanged
+
+
+def test_a_graph_that_does_not_start_with_channel_preprocessing_is_left_alone():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.onnx_layout import preprocessing_after_transpose
+
+    def graph(constant: np.ndarray, op: str = "Mul") -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node(op, ["images", "c"], ["scaled"]),
+             helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2])],
+            "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, 3])],
+            [helper.make_tensor_value_info("nchw", TensorProto.FLOAT, [1, 3, 4, 4])],
+            [numpy_helper.from_array(constant, "c")])
+
+    per_pixel = graph(np.ones((4, 4, 3), np.float32))  # not one value per channel
+    assert preprocessing_after_transpose(per_pixel, "images") is False
+    assert [n.op_type for n in per_pixel.node] == ["Mul", "Transpose"]
+    other_op = graph(np.ones(3, np.float32), op="Pow")
+    assert preprocessing_after_transpose(other_op, "images") is False
+    # a Sub with the constant first keeps its operand order: c - x, not x - c
+    reversed_sub = helper.make_graph(
+        [helper.make_node("Sub", ["c", "images"], ["scaled"]),
+         helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2])],
+        "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, 3])],
+        [helper.make_tensor_value_info("nchw", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [numpy_helper.from_array(np.array([1.0, 2.0, 3.0], np.float32), "c")])
+    before = onnx.helper.make_model(reversed_sub, opset_imports=[helper.make_opsetid("", 17)])
+    after = onnx.ModelProto()
+    after.CopyFrom(before)
+    assert preprocessing_after_transpose(after.graph, "images") is True
+    x = np.random.default_rng(0).uniform(0, 255, (1, 4, 4, 3)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"images": x})[0]
+    np.testing.assert_array_equal(run(after), run(before))
