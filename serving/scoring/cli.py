@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from serving.scoring.settings import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, ScoreSettings
 
     defaults = ScoreSettings()
+    parser.epilog = ("Options not listed here are Apache Beam's pipeline options and pass through unchanged; give "
+                     "them as --option=value (e.g. --runner=FlinkRunner --flink_master=HOST:8081). Without --runner "
+                     "the pipeline runs in this process, one worker per core.")
     parser.add_argument("export", help="a model base path (ftx export's OUT/NAME: its newest blessed version) or "
                                        "one version directory (OUT/NAME/<version>)")
     parser.add_argument("images", nargs="+", help="folders (searched recursively for jpg/png/gif/bmp), globs, "
