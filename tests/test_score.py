@@ -147,3 +147,50 @@ def test_list_images_walks_folders_for_images_and_reads_csv_columns(tmp_path):
     broken.write_text("path\n")
     with pytest.raises(ImageListError, match="only its header"):
         list_images([str(broken)])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_score_killed_mid_pipeline_leaves_no_worker_and_the_next_run_sweeps_its_stage(tiny_export, images, tmp_path):
+    import signal
+    import time
+
+    many = tmp_path / "many"
+    for copy in range(40):  # enough images that the workers are busy when the kill lands
+        shutil.copytree(images, many / str(copy), ignore=shutil.ignore_patterns("broken.png"))
+    out = tmp_path / "scores"
+    command = [sys.executable, "-m", "training.cli", "score", str(tiny_export), str(many), "--out", str(out)]
+    score = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             cwd=Path(__file__).resolve().parents[1])
+
+    def workers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"sdk_worker_main" in (entry / "cmdline").read_bytes():
+                    session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+                    found += [int(entry.name)] if session == score.pid else []
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    deadline = time.monotonic() + 120
+    while not workers() and time.monotonic() < deadline and score.poll() is None:
+        time.sleep(0.05)
+    started = workers()
+    assert started, "no Beam worker started"
+    time.sleep(1.0)
+    score.send_signal(signal.SIGKILL)
+    score.wait(30)
+    deadline = time.monotonic() + 30
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workers(), "Beam's workers outlived the ftx score that started them"
+    stale = list(tmp_path.glob(".scores.*.partial"))
+    assert len(stale) == 1 and not out.exists()
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"removed 1 staging directory left in {tmp_path} by a killed ftx process" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "scores"]
+    assert len(_rows(out / "predictions.jsonl")) == 40 * 12
