@@ -172,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ftx serve: {error}", file=sys.stderr)
         return 2
     rest_port, metrics_path = rest_port_and_metrics(args, launch.monitoring)
-    import os
-    if not os.environ.get("FTX_EXP_NOMALLOC"): keep_freed_memory()  # EXPERIMENT this process serves: large request buffers are reused, not faulted in anew
+    keep_freed_memory()  # this process serves: large request buffers are reused, not faulted in anew
     loader = VersionLoader(args.backend, launch.threads, args.tensorflow_inter_op_parallelism or
                            args.tensorflow_session_parallelism or None,
                            InputLimits(max_image_pixels=args.max_image_pixels), launch.batching,

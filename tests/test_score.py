@@ -117,6 +117,10 @@ def test_refusals_are_one_line_with_exit_2(tiny_export, images, tmp_path):
         errors = [line for line in result.stderr.splitlines() if not line.startswith("INFO ")]
         assert errors == [errors[0]] and errors[0].startswith("ftx score: "), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing written by a refusal
+    # an option neither ftx score nor Beam knows is a typo on the in-process runner, not something to drop
+    result = _ftx("score", str(tiny_export), str(images), "--out", str(tmp_path / "e"), "--top_k=3")
+    assert result.returncode == 2 and "unrecognized arguments: --top_k" in result.stderr, result.stderr
+    assert not (tmp_path / "e").exists()
     # other commands still refuse options they do not know
     result = _ftx("bench", str(tiny_export), "--direct_num_workers=1")
     assert result.returncode == 2 and "unrecognized arguments: --direct_num_workers=1" in result.stderr

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from export.versions import VersionError
     from serving.scoring.images import ImageListError, list_images
     from serving.scoring.settings import ScoreSettings
+    from training.terminal import library_chatter
 
     out = args.out
     if "://" not in out and Path(out).expanduser().exists():
@@ -85,6 +86,17 @@ def run(args: argparse.Namespace) -> int:
     except (VersionError, ImageListError, ValueError, KeyError, OSError) as error:
         print(f"ftx score: {error}", file=sys.stderr)
         return 2
+    with library_chatter(log, "Beam"):
+        from serving.scoring.pipeline import unknown_options
+
+        unknown = unknown_options(settings)
+    if unknown and settings.runner is None:  # in this process nothing else could read them: a typo
+        print(f"ftx score: unrecognized arguments: {' '.join(unknown)} (neither ftx score's options nor Apache "
+              "Beam's; see ftx score --help)", file=sys.stderr)
+        return 2
+    if unknown:
+        log.warning("options Apache Beam does not declare, handed to the %s as they are: %s", settings.runner,
+                    " ".join(unknown))
     summary = score(settings, export, paths, out)
     print(f"scored {summary['scored']} of {summary['images']} images in {summary['seconds']:.1f} s "
           f"({summary['images_per_s']:.1f} images/s) with {summary['format']} on {summary['runner']}; "

@@ -11,7 +11,6 @@ Dataflow) pass through unchanged.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -20,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from serving.scoring.settings import BAD_FILES, LOCAL_RUNNER, PREDICTIONS, ScoreSettings
 
-log = logging.getLogger(__name__)
+
 class DecodeFile(beam.DoFn):
     """path -> (path, float32 [S, S, 3]) as serving decodes it; a file that fails goes to ``bad_files``."""
 
@@ -109,3 +108,10 @@ def counters(result) -> dict[str, int]:
         value = counter.committed if counter.committed is not None else counter.attempted
         found[counter.key.metric.name] = found.get(counter.key.metric.name, 0) + int(value or 0)
     return found
+
+
+def unknown_options(settings: ScoreSettings) -> list[str]:
+    """The pass-through options no Beam options class declares (Beam itself would drop them with a warning)."""
+    options = pipeline_options(settings)
+    known = set(options.get_all_options())
+    return sorted(f"--{name}" for name in options.get_all_options(retain_unknown_options=True) if name not in known)
