@@ -54,12 +54,17 @@ def _export(args: argparse.Namespace):
     from export.versions import chosen_version_dir
 
     version_dir = chosen_version_dir(args.export, args.version, what="scoring with")
-    manifest = json.loads((version_dir / MANIFEST_FILE).read_text())
+    path = version_dir / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        image_size, labels = int(manifest["input"]["shape"][1]), tuple(str(name) for name in manifest["labels"])
+    except (ValueError, KeyError, IndexError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not an ftx export manifest with an input shape and labels "
+                         f"({type(error).__name__}: {error})") from None
     artifact = "savedmodel" if args.model_format == "savedmodel" else "onnx"
     if manifest.get("artifacts", {}).get(artifact, {}).get("status") != "ok":
         raise ValueError(f"{version_dir} has no {artifact} artifact that converted (ftx export --formats ...)")
-    image_size = int(manifest["input"]["shape"][1])
-    return version_dir, manifest, image_size, tuple(manifest["labels"])
+    return version_dir, manifest, image_size, labels
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"ftx score: {out} already exists; choose another --out", file=sys.stderr)
         return 2
     try:
-        settings = ScoreSettings(args.model_format, args.device, args.top_k, args.min_batch_size, args.max_batch_size,
-                                 args.max_file_bytes, args.max_image_pixels, args.threads,
-                                 tuple(getattr(args, "pipeline_args", ()))).check()
+        settings = ScoreSettings(model_format=args.model_format, device=args.device, top_k=args.top_k,
+                                 min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
+                                 max_file_bytes=args.max_file_bytes, max_image_pixels=args.max_image_pixels,
+                                 threads=args.threads, pipeline_args=tuple(getattr(args, "pipeline_args", ()))).check()
         paths = list_images(args.images)
         export = _export(args)
-    except (VersionError, ImageListError, ValueError, KeyError, OSError) as error:
+    except (VersionError, ImageListError, ValueError, OSError) as error:
         print(f"ftx score: {error}", file=sys.stderr)
         return 2
     with library_chatter(log, "Beam"):
