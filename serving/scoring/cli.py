@@ -137,11 +137,12 @@ def _score_into(settings, export, paths: list[str], out: str) -> dict:
         import apache_beam as beam
 
         from serving.scoring.handlers import model_handler
-        from serving.scoring.pipeline import build, counters, pipeline_options
+        from serving.scoring.pipeline import build, counters, local_runner, pipeline_options
 
         handler = model_handler(version_dir, settings.model_format, settings.device, settings.min_batch_size,
                                 settings.max_batch_size, settings.session_threads())
-        pipeline = beam.Pipeline(options=pipeline_options(settings))
+        runner = local_runner(settings) if settings.runner is None else None
+        pipeline = beam.Pipeline(runner=runner, options=pipeline_options(settings))
         build(pipeline, paths, handler, image_size, class_names, settings, out)
         result = pipeline.run()
         result.wait_until_finish()

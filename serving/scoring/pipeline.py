@@ -11,6 +11,8 @@ Dataflow) pass through unchanged.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -95,8 +97,29 @@ def pipeline_options(settings: ScoreSettings):
         args.append(f"--runner={LOCAL_RUNNER}")
     workers = settings.local_workers()
     if workers > 1:
-        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+        args.append(f"--direct_num_workers={workers}")  # the processes themselves: local_runner
     return PipelineOptions(args)
+
+
+def local_runner(settings: ScoreSettings):
+    """The in-process FnApiRunner; with a worker per core, worker processes that die with ftx score.
+
+    Beam's own multi_processing mode starts each worker through a shell, and
+    a worker outlived an ``ftx score`` killed with SIGKILL by over 30 s on a
+    loaded machine. Here the shell execs ftx's PR_SET_PDEATHSIG shim
+    (``training.children``), which then execs Beam's worker, so the kernel
+    kills the worker with its parent.
+    """
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms import environments
+
+    from training.children import tied_to_parent
+
+    if settings.local_workers() <= 1:
+        return FnApiRunner()
+    worker = [sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"]
+    command = "exec " + shlex.join(tied_to_parent(worker))
+    return FnApiRunner(default_environment=environments.SubprocessSDKEnvironment.from_command_string(command))
 
 
 def counters(result) -> dict[str, int]:
