@@ -113,5 +113,6 @@ def chosen_version_dir(path: Path | str, version: int | None = None, what: str =
             raise VersionError(f"{path} has no blessed version (versions {', '.join(map(str, versions))} were "
                                "published unblessed); choose one with --version")
         chosen = blessed[-1]
-    log.info("%s %s version %d (%s)", what, path, chosen, "as asked" if version is not None else "the newest blessed one")
+    log.info("%s %s version %d (%s)", what, path, chosen,
+             "as asked" if version is not None else "the newest blessed one")
     return path / str(chosen)
