@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REJECTED_SUFFIX = ".not_blessed"
+BLESSED_MARKER = "BLESSED"  # written beside the manifest by export.pipeline when the parity gate passes
 VERSION_PATTERN = re.compile(r"^(0|[1-9][0-9]{0,18})$")  # ASCII digits only: str.isdigit() also accepts '²'
 INT64_MAX = 2**63 - 1
 
@@ -108,7 +109,7 @@ def chosen_version_dir(path: Path | str, version: int | None = None, what: str =
             raise VersionError(f"{path} has no version {version}; it has {', '.join(map(str, versions))}")
         chosen = version
     else:
-        blessed = [v for v in versions if (path / str(v) / "BLESSED").is_file()]
+        blessed = [v for v in versions if (path / str(v) / BLESSED_MARKER).is_file()]
         if not blessed:
             raise VersionError(f"{path} has no blessed version (versions {', '.join(map(str, versions))} were "
                                "published unblessed); choose one with --version")

@@ -102,24 +102,30 @@ def _gone(pid: int) -> bool:
     return state == "Z"
 
 
+def _kill_while_child_runs(command: list[str], marker: str, what: str) -> None:
+    """Start ``command``, SIGKILL it once a child whose command line holds ``marker`` runs, and check that the
+    child (``what``) dies with it."""
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = None
+    deadline = time.monotonic() + 240
+    while child is None and time.monotonic() < deadline and parent.poll() is None:
+        child = next((pid for pid, line in _children(parent.pid) if marker in line), None)
+        time.sleep(0.05)
+    assert child is not None, f"no {what} started"
+    _kill(parent)
+    for _ in range(200):
+        if _gone(child):
+            break
+        time.sleep(0.05)
+    assert _gone(child), f"the {what} outlived the process that started it"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_export_killed_during_tf2onnx_takes_the_converter_with_it_and_the_next_export_cleans_up(tiny_run,
                                                                                                  tmp_path):
     command = [sys.executable, "-m", "training.cli", "export", str(tiny_run), "--name", "tiny", "--out",
                str(tmp_path), "--formats", "onnx", "--parity-images", "6"]
-    export = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    converter = None
-    deadline = time.monotonic() + 240
-    while converter is None and time.monotonic() < deadline and export.poll() is None:
-        converter = next((pid for pid, line in _children(export.pid) if "tf2onnx.convert" in line), None)
-        time.sleep(0.05)
-    assert converter is not None, "tf2onnx never started"
-    _kill(export)
-    for _ in range(200):
-        if _gone(converter):
-            break
-        time.sleep(0.05)
-    assert _gone(converter), "tf2onnx outlived the export that started it"
+    _kill_while_child_runs(command, "tf2onnx.convert", "tf2onnx converter")
     stale = list((tmp_path / "tiny").glob(".1.*.partial"))
     assert len(stale) == 1 and Path(f"{stale[0]}.owner").is_file()
 
@@ -236,19 +242,7 @@ def test_bench_killed_while_a_worker_measures_takes_the_worker_with_it_and_the_n
     command = [sys.executable, "-m", "training.cli", "bench", str(tiny_export), "--formats", "onnx",
                "--batch-sizes", "1,8", "--no-serving", "--accuracy-images", "0", "--timing-images", "8",
                "--window-seconds", "0.5", "--max-windows", "3", "--out", str(out)]
-    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = None
-    deadline = time.monotonic() + 240
-    while worker is None and time.monotonic() < deadline and bench.poll() is None:
-        worker = next((pid for pid, line in _children(bench.pid) if "benchmarks.worker" in line), None)
-        time.sleep(0.05)
-    assert worker is not None, "no benchmark worker started"
-    _kill(bench)
-    for _ in range(200):
-        if _gone(worker):
-            break
-        time.sleep(0.05)
-    assert _gone(worker), "the benchmark worker outlived the bench that started it"
+    _kill_while_child_runs(command, "benchmarks.worker", "benchmark worker")
     stale = list(tmp_path.glob(".report.*.partial"))
     assert len(stale) == 1 and Path(f"{stale[0]}.owner").is_file() and not out.exists()
 

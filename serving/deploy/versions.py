@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.manifest import MANIFEST_FILE
-from export.versions import existing_versions
+from export.versions import BLESSED_MARKER, existing_versions
 from serving.model_store import aspired_versions, why_no_versions
 from serving.tfs_config import ModelEntry
 
-BLESSED_MARKER = "BLESSED"  # written by export.pipeline beside the manifest (that module needs TensorFlow)
 
 
 def is_blessed(version_dir: Path) -> bool:
