@@ -34,6 +34,8 @@ p.add_argument("--tag", default="")
 p.add_argument("--ema", type=float, default=0)
 p.add_argument("--bs", type=int, default=32)
 p.add_argument("--opt", default="adamw")
+p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on fine-tuning batches; 0 = off")
+p.add_argument("--trainval", action="store_true", help="probe and fine-tune on training + validation images")
 p.add_argument("--results", default="recipe_results.jsonl")
 a = p.parse_args()
 
@@ -55,9 +57,12 @@ def oh(x, y):
     return x, tf.one_hot(y, 10)
 t0 = time.time()
 out = {"args": vars(a)}
+if a.trainval:
+    import dataclasses
+    splits = dataclasses.replace(splits, train=splits.train + splits.valid)
 ytr, yva, yde = labels(splits.train), labels(splits.valid), labels(splits.test)
 if not a.nolp:
-    cache = Path(a.data) / f".feats-{a.backbone}-{S}.npz"
+    cache = Path(a.data) / f".feats-{a.backbone}-{S}{'-tv' if a.trainval else ''}.npz"
     if cache.is_file():
         f = np.load(cache); ftr, fva, fde = f["tr"], f["va"], f["de"]
     else:
@@ -89,6 +94,14 @@ cl.model.compile(opt,
                  keras.losses.CategoricalCrossentropy(label_smoothing=a.ls), metrics=["accuracy"])
 tr = make_dataset(splits.train, S, B, shuffle=True, seed=a.seed, augment=augc if augc.enabled else None,
                   cache=True).map(oh).repeat()
+if a.mixup:
+    def mix(x, y):
+        g1 = tf.random.gamma([tf.shape(x)[0]], a.mixup); g2 = tf.random.gamma([tf.shape(x)[0]], a.mixup)
+        lam = g1 / (g1 + g2)
+        idx = tf.random.shuffle(tf.range(tf.shape(x)[0]))
+        lx, ly = tf.reshape(lam, [-1, 1, 1, 1]), tf.reshape(lam, [-1, 1])
+        return lx * x + (1 - lx) * tf.gather(x, idx), ly * y + (1 - ly) * tf.gather(y, idx)
+    tr = tr.map(mix)
 va = plain(splits.valid).map(oh)
 t1 = time.time()
 h = cl.model.fit(tr, steps_per_epoch=steps, epochs=a.epochs, validation_data=va, verbose=2)

@@ -28,14 +28,17 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--parity-images", "parity_images", int, "test images the parity gate compares every format on"),
     ("--calibration-images", "calibration_images", int, "training images for int8 calibration"),
     ("--onnx-calibration", "onnx_calibration", str, "onnx-int8-static calibration: minmax, percentile or entropy"),
-    ("--int8-float-convs", "int8_float_convs", int, "onnx-int8-static and tflite-int8: the first N convolutions "
-                                                    "stay float32 (0: quantize all; see README for the trade-off)"),
+    ("--int8-float-convs", "int8_float_convs", int, "onnx-int8-static, and tflite-int8 with --no-int8-search: the "
+                                                    "first N convolutions stay float32 (0: quantize all)"),
+    ("--int8-max-drop", "int8_max_drop", float, "tflite-int8 search: points of validation accuracy int8 may lose"),
     ("--convert-timeout", "convert_timeout", int, "seconds tf2onnx may take before that format fails"),
     ("--seed", "seed", int, "seed choosing the parity and calibration images"),
 ]
 SWITCHES: list[tuple[str, str, str]] = [
     ("--allow-unblessed", "allow_unblessed", "publish the version even when the parity gate refuses it"),
     ("--tflite-uint8-io", "tflite_uint8_io", "tflite-int8: uint8 input and output instead of float32"),
+    ("--int8-search", "int8_search", "tflite-int8: rank layers by quantization error and keep float the fewest "
+                                     "that hold validation accuracy within --int8-max-drop"),
 ]
 
 

@@ -31,7 +31,9 @@ class ExportConfig:
     parity_images: int = 500
     calibration_images: int = 500  # every training image of a small dataset; more representative ranges
     onnx_calibration: str = "percentile"  # onnx-int8-static: minmax, percentile or entropy
-    int8_float_convs: int = 2  # onnx-int8-static and tflite-int8: the first N convolutions stay float32
+    int8_float_convs: int = 2  # onnx-int8-static (and tflite-int8 without the search): first N convs stay float32
+    int8_search: bool = True  # tflite-int8: keep float the fewest most-sensitive layers that meet int8_max_drop
+    int8_max_drop: float = 1.0  # points of validation accuracy the searched tflite-int8 may lose
     thresholds: list[str] = field(default_factory=list)  # TARGET.METRIC=VALUE overrides
     allow_unblessed: bool = False
     tflite_uint8_io: bool = False
@@ -68,6 +70,8 @@ class ExportConfig:
         if self.int8_float_convs < 0:
             raise ConfigError(f"int8_float_convs must be >= 0 (0 quantizes every convolution), "
                               f"got {self.int8_float_convs}")
+        if not 0.0 <= self.int8_max_drop <= 100.0:
+            raise ConfigError(f"int8_max_drop must be between 0 and 100 points, got {self.int8_max_drop}")
         for name in ("parity_images", "calibration_images", "convert_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -66,6 +66,7 @@ class FormatOutcome:
     convert_seconds: float = 0.0
     parity_seconds: float = 0.0
     error: str | None = None
+    details: dict = field(default_factory=dict)  # format-specific record for the manifest (the int8 search)
 
 
 @dataclass
@@ -145,6 +146,7 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
                     outcome.error = f"ran, but its output cannot be compared: {error}"
                     log.error("%s: %s", name, outcome.error)
             bar.update()
+            watch.raise_if_received()
         verdict = Verdict(results=results, failures={n: o.error for n, o in outcomes.items() if o.error},
                           images=len(samples.labels), split=samples.split)
         for warning in verdict.warnings:
@@ -157,6 +159,7 @@ def _export_run(config: ExportConfig, progress: bool | None, watch: InterruptWat
         if destination.exists() or (model_dir / str(version)).exists():
             raise VersionError(f"version {version} of {config.name} appeared at {destination} while this export "
                                "ran (another export?); nothing was published, run again to take the next version")
+        watch.raise_if_received()  # an interrupt whose exception something swallowed must not publish
         os.replace(stage, destination)
         staging.release(stage)
         bar.update()
@@ -181,6 +184,7 @@ class _FormatExporter:
         self.onnx_fp32 = None  # the finished fp32 ONNX proto, source of the ONNX variants
         self.onnx_error: str | None = None
         self.threads = os.cpu_count() or 1
+        self.details: dict = {}  # the current format's record for the manifest, filled by its converter
 
     def export(self, name: str) -> tuple[FormatOutcome, np.ndarray | None]:
         spec = FORMATS[name]
@@ -188,6 +192,7 @@ class _FormatExporter:
         converters: dict[str, Callable[[str], list[str]]] = {
             "savedmodel": self._savedmodel, "onnx": self._onnx, "tflite": self._tflite}
         started = time.perf_counter()
+        self.details = outcome.details
         try:
             outcome.files = converters[spec.family](spec.variant)
         except Exception as error:  # noqa: BLE001 - converters raise anything; one format must not sink the rest
@@ -260,10 +265,13 @@ class _FormatExporter:
         from export.tflite_metadata import ModelDescription, populate
 
         representative = self.calibration.images if self.calibration else None
-        model = tflite_export.convert(self.run.saved_model_path, variant, representative,
-                                      uint8_io=self.config.tflite_uint8_io and variant == "int8",
-                                      float_convs=self.config.int8_float_convs if variant == "int8" else 0)
         filename = FORMATS[_format_name("tflite", variant)].filename
+        if variant == "int8" and self.config.int8_search:
+            model = self._searched_int8()
+        else:
+            model = tflite_export.convert(self.run.saved_model_path, variant, representative,
+                                          uint8_io=self.config.tflite_uint8_io and variant == "int8",
+                                          float_convs=self.config.int8_float_convs if variant == "int8" else 0)
         described = ModelDescription(
             name=self.config.name, class_names=tuple(self.run.class_names),
             description=f"{self.run.backbone} image classifier ({variant}, {self.run.image_size} px), fine-tuned "
@@ -272,6 +280,22 @@ class _FormatExporter:
         model = populate(tflite_export.add_labels(model, self.run.class_names), described)
         (self.stage / filename).write_bytes(model)
         return [filename]
+
+    def _searched_int8(self) -> bytes:
+        """tflite-int8 by the accuracy-aware search, chosen on validation images; its record goes to details."""
+        from export.tflite_int8_search import CalibratedModel, search
+        from training.keras_predict import predict_array
+
+        selection = load_samples(self.run, self.config.parity_images, split="valid", seed=self.config.seed)
+        calibrated = CalibratedModel(self.run.saved_model_path, self.calibration.images,
+                                     uint8_io=self.config.tflite_uint8_io)
+        choice = search(calibrated, predict_array(self.keras_model, selection.images), selection.images,
+                        selection.labels, max_drop=self.config.int8_max_drop, split=selection.split,
+                        debug_images=self.calibration.images[:16], threads=self.threads)
+        self.details["int8_search"] = choice.as_dict()
+        log.log(logging.INFO if choice.met else logging.WARNING,
+                "tflite-int8: %d layer(s) kept float; %s", len(choice.float_layers), choice.summary())
+        return choice.model
 
     def _onnx_metadata(self) -> dict[str, object]:
         from training.backbones.table import get_backbone
@@ -337,7 +361,7 @@ def _write_records(stage: Path, run: TrainedRun, config: ExportConfig, version: 
                            "status": "failed" if outcome.error else "ok", "error": outcome.error,
                            "files": files, "bytes": sum(f["bytes"] for f in files),
                            "convert_seconds": round(outcome.convert_seconds, 3),
-                           "parity_seconds": round(outcome.parity_seconds, 3)}
+                           "parity_seconds": round(outcome.parity_seconds, 3), **outcome.details}
     from training.backbones.table import get_backbone
 
     test_metrics = run.metrics.get("test") or {}

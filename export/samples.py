@@ -29,7 +29,9 @@ def load_samples(run: TrainedRun, count: int, *, split: str = "test", seed: int 
     """``count`` seeded, reproducible images of ``split``.
 
     ``split`` is "test" (parity, warmup; falls back to the validation split when
-    the run has no test set) or "train" (calibration for int8).
+    the run has no test set), "train" (calibration for int8) or "valid"
+    (choosing among int8 candidates; falls back to the training split when the
+    run has no validation set).
     """
     from training.data import load_splits
     from training.evaluate import sample_indices
@@ -47,11 +49,13 @@ def load_samples(run: TrainedRun, count: int, *, split: str = "test", seed: int 
         records, used = splits.train, "train"
     elif split == "test":
         records, used = (splits.test, "test") if splits.test else (splits.valid, "validation")
+    elif split == "valid":
+        records, used = (splits.valid, "validation") if splits.valid else (splits.train, "train")
     else:
-        raise ValueError(f"split must be 'test' or 'train', got {split!r}")
+        raise ValueError(f"split must be 'test', 'valid' or 'train', got {split!r}")
     if not records:
-        raise RunDirError(f"the run's data {config['data']!r} has no {'training' if split == 'train' else 'test or validation'} "
-                          "images to use")
+        wanted = {"train": "training", "test": "test or validation", "valid": "validation or training"}[split]
+        raise RunDirError(f"the run's data {config['data']!r} has no {wanted} images to use")
     chosen = [records[i] for i in sample_indices(len(records), count, seed)]
     images = record_images(chosen, run.image_size, bool(config.get("roi_crop"))).astype(np.float32)
     uncropped = record_images(chosen, run.image_size, False).astype(np.float32) if config.get("roi_crop") else images

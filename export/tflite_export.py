@@ -9,7 +9,6 @@ Labels travel inside the file as a TFLite ``metadata`` entry named ``labels``
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def convert(saved_model_dir: Path, variant: str, representative_images: np.ndarr
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
         if float_convs:
-            return _selectively_quantized(converter, saved_model_dir, representative, float_convs)
+            return _selectively_quantized(saved_model_dir, representative_images, uint8_io, float_convs)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
@@ -77,19 +76,16 @@ def conv_outputs(model_bytes: bytes) -> list[str]:
     return names
 
 
-def _selectively_quantized(converter, saved_model_dir: Path, representative, float_convs: int) -> bytes:
-    """Full int8 except the first ``float_convs`` convolutions (TF's QuantizationDebugger denylist)."""
+def _selectively_quantized(saved_model_dir: Path, representative_images: np.ndarray, uint8_io: bool,
+                           float_convs: int) -> bytes:
+    """Full int8 except the first ``float_convs`` convolutions (the quantizer's denylist)."""
     import tensorflow as tf
 
+    from export.tflite_int8_search import CalibratedModel
+
     float_model = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
-    denylist = conv_outputs(float_model)[:float_convs]
-    first = next(iter(representative()))
-    with warnings.catch_warnings():  # the debugger itself still builds the deprecated tf.lite.Interpreter
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: iter([first]),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist))
-        return debugger.get_nondebug_quantized_model()
+    calibrated = CalibratedModel(saved_model_dir, representative_images, uint8_io=uint8_io)
+    return calibrated.quantize(conv_outputs(float_model)[:float_convs])
 
 
 def add_labels(model_bytes: bytes, class_names: tuple[str, ...]) -> bytes:

@@ -65,6 +65,16 @@ def test_manifest_lists_every_file_with_size_and_sha256(full_export, tiny_run):
     saved = {f["path"] for f in manifest["artifacts"]["savedmodel"]["files"]}
     assert {"saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"} <= saved
     assert manifest["parity"] == json.loads((result.directory / "parity.json").read_text())
+    search = manifest["artifacts"]["tflite-int8"]["int8_search"]
+    assert search["selection_split"] == "validation" and search["selection_images"] == 6
+    assert search["max_drop_points"] == 1.0 and search["trials"] and search["most_sensitive"]
+    if search["target_met"]:  # the search stops at the first candidate within the target
+        assert search["trials"][-1]["passed"] and search["trials"][-1]["float_layers"] == search["float_layers"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = {t["name"]: t["dtype"] for t in Interpreter(
+        model_path=str(result.directory / "model.int8.tflite")).get_tensor_details()}
+    assert all(dtypes[name] == np.float32 for name in search["float_layers"])
 
 
 def test_parity_json_holds_every_format_against_keras(full_export):

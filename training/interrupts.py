@@ -43,6 +43,16 @@ class InterruptWatch:
         elif signum == signal.SIGINT:
             raise KeyboardInterrupt
 
+    def raise_if_received(self) -> None:
+        """Raise the interrupt now if one arrived where its exception was lost (a C callback, a finalizer).
+
+        Call it before committing work (a rename that publishes): an interrupt
+        must never end as a normal, successful exit.
+        """
+        if self.received is not None:
+            self.reraise_if_interrupted(KeyboardInterrupt(f"signal {signal.Signals(self.received).name} "
+                                                          "arrived earlier"))
+
     def reraise_if_interrupted(self, error: BaseException) -> None:
         """Raise what the signal's own handler raises (KeyboardInterrupt for SIGINT) if one was seen."""
         if self.received is None:

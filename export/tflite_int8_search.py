@@ -1,0 +1,180 @@
+"""Accuracy-aware full-integer TFLite: keep in float only the layers int8 hurts most, as few as will do.
+
+Why: a fixed rule ("the first two convolutions stay float") costs speed on
+every model and still misses the accuracy target on some. Here the model is
+calibrated once (the converter's calibrate-only mode), each quantized layer's
+error is measured with TF's ``QuantizationDebugger`` (RMSE of the quantized
+output against the float one, in units of its quantization step), and the
+model is quantized with the k most sensitive layers kept float for k = 0, 1,
+2, 3, 4, 6, 8, ... The first k whose top-1 accuracy on held-back *validation*
+images is within ``max_drop`` points of the float model wins: fewest float
+layers is fastest. Calibration uses training images; the test split is never
+read, so the parity gate's verdict on it stays an independent check.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FLOAT_LAYER_STEPS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+DEBUG_IMAGES = 16  # images the per-layer error is averaged over: enough to rank, cheap with NumericVerify ops
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One quantized layer's output error, as QuantizationDebugger measures it."""
+
+    tensor: str  # the layer's output tensor name: what the quantizer's denylist takes
+    op: str
+    rmse_per_scale: float  # RMSE against float, in quantization steps (0.29 is pure rounding noise)
+
+    def as_dict(self) -> dict:
+        return {"layer": self.tensor.split(";")[0], "tensor": self.tensor, "op": self.op, "rmse_per_scale": round(self.rmse_per_scale, 4)}
+
+
+@dataclass(frozen=True)
+class Int8Trial:
+    """One candidate: which layers stayed float and how it did on the selection images."""
+
+    float_layers: tuple[str, ...]
+    accuracy: float
+    agreement: float  # top-1 agreement with the float model
+    drop_points: float  # float accuracy minus this one, in points
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return {"float_layers": list(self.float_layers), "accuracy": round(self.accuracy, 6),
+                "top1_agreement": round(self.agreement, 6), "drop_points": round(self.drop_points, 3),
+                "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class Int8Choice:
+    """The search's result: the model kept, and the record of how it was chosen."""
+
+    model: bytes = field(repr=False)
+    float_layers: tuple[str, ...]
+    met: bool  # False: no candidate met the target; the most accurate one was kept
+    max_drop: float
+    reference_accuracy: float
+    images: int
+    split: str
+    ranking: tuple[LayerError, ...]
+    trials: tuple[Int8Trial, ...]
+
+    def summary(self) -> str:
+        """One line for the log: the outcome against the target, and on how many images."""
+        kept = self.trials[[t.float_layers for t in self.trials].index(self.float_layers)]
+        verdict = "within" if self.met else "NOT within any candidate's reach of"
+        return (f"accuracy {kept.accuracy:.4f} against float {self.reference_accuracy:.4f} "
+                f"({-kept.drop_points:+.2f} points, {verdict} the {self.max_drop:g}-point target) on "
+                f"{self.images} {self.split} images, {len(self.trials)} candidate(s) tried")
+
+    def as_dict(self, ranked: int = 12) -> dict:
+        return {"method": "accuracy-aware: layers ranked by QuantizationDebugger RMSE/scale on calibration "
+                          "images, the fewest kept float that meet the target on the selection images",
+                "selection_split": self.split, "selection_images": self.images,
+                "max_drop_points": self.max_drop, "target_met": self.met,
+                "float_accuracy": round(self.reference_accuracy, 6), "float_layers": list(self.float_layers),
+                "most_sensitive": [layer.as_dict() for layer in self.ranking[:ranked]],
+                "trials": [trial.as_dict() for trial in self.trials]}
+
+
+class CalibratedModel:
+    """A SavedModel calibrated once on representative images, quantizable many ways without recalibrating."""
+
+    def __init__(self, saved_model_dir: Path, representative_images: np.ndarray, uint8_io: bool = False) -> None:
+        import tensorflow as tf
+
+        if representative_images is None or len(representative_images) == 0:
+            raise ValueError("full-integer int8 needs representative images from the training data")
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for image in representative_images:
+                yield [np.asarray(image, np.float32)[None]]
+
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.experimental_new_quantizer = True
+        converter._experimental_calibrate_only = True  # noqa: SLF001 - the switch QuantizationDebugger itself sets
+        self.calibrated = converter.convert()
+        self.uint8_io = uint8_io
+
+    def quantize(self, float_layers: Sequence[str] = (), *, numeric_verify: bool = False) -> bytes:
+        """Full-integer int8, except the ops whose output tensors are named in ``float_layers``."""
+        import tensorflow as tf
+        from tensorflow.lite.python import convert
+
+        io_type = tf.uint8 if self.uint8_io and not numeric_verify else tf.float32
+        return convert.mlir_quantize(self.calibrated, input_data_type=io_type, output_data_type=io_type,
+                                     enable_numeric_verify=numeric_verify,
+                                     denylisted_nodes=list(float_layers) or None)
+
+    def layer_errors(self, images: np.ndarray) -> list[LayerError]:
+        """Every quantized layer's error on ``images``, worst first."""
+        import tensorflow as tf
+
+        debug_model = self.quantize(numeric_verify=True)
+
+        def dataset() -> Iterator[list[np.ndarray]]:
+            for image in images:
+                yield [np.asarray(image, np.float32)[None]]
+
+        with warnings.catch_warnings():  # the debugger still builds the deprecated tf.lite.Interpreter
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
+                                                                debug_dataset=dataset)
+            debugger.run()
+        table = io.StringIO()
+        debugger.layer_statistics_dump(table)
+        table.seek(0)
+        errors = [LayerError(row["tensor_name"], row["op_name"],
+                             float(np.sqrt(float(row["mean_squared_error"])) / float(row["scale"])))
+                  for row in csv.DictReader(table) if float(row["scale"]) > 0]
+        return sorted(errors, key=lambda layer: -layer.rmse_per_scale)
+
+
+def search(calibrated: CalibratedModel, reference: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
+           max_drop: float = 1.0, split: str = "validation", debug_images: np.ndarray | None = None,
+           steps: Sequence[int] = FLOAT_LAYER_STEPS, threads: int = 2) -> Int8Choice:
+    """Quantize with 0, 1, 2, ... of the most sensitive layers in float; keep the first within ``max_drop``.
+
+    ``reference`` is the float model's probabilities on ``images`` (the
+    selection set, with ``labels``). ``debug_images`` rank the layers
+    (calibration images; default the selection images' first few).
+    """
+    from export.tflite_export import run_litert
+
+    if max_drop < 0:
+        raise ValueError(f"max_drop must be >= 0 points, got {max_drop}")
+    if len(images) == 0 or len(images) != len(labels) or len(reference) != len(labels):
+        raise ValueError("the selection images, their labels and the float model's outputs must be non-empty "
+                         f"and of one length (got {len(images)}, {len(labels)}, {len(reference)})")
+    ranking = calibrated.layer_errors(images[:DEBUG_IMAGES] if debug_images is None else debug_images)
+    reference_top1 = reference.argmax(axis=1)
+    reference_accuracy = float(np.mean(reference_top1 == labels))
+    trials: list[Int8Trial] = []
+    models: list[bytes] = []
+    for count in sorted({min(step, len(ranking)) for step in steps}):
+        float_layers = tuple(layer.tensor for layer in ranking[:count])
+        model = calibrated.quantize(float_layers)
+        top1 = run_litert(model, images, threads=threads).argmax(axis=1)
+        accuracy = float(np.mean(top1 == labels))
+        drop = 100.0 * (reference_accuracy - accuracy)
+        trials.append(Int8Trial(float_layers, accuracy, float(np.mean(top1 == reference_top1)), drop,
+                                passed=drop <= max_drop + 1e-9))
+        models.append(model)
+        if trials[-1].passed:
+            break
+    best = len(trials) - 1 if trials[-1].passed else max(range(len(trials)), key=lambda i: trials[i].accuracy)
+    return Int8Choice(model=models[best], float_layers=trials[best].float_layers, met=trials[best].passed,
+                      max_drop=max_drop, reference_accuracy=reference_accuracy, images=len(labels), split=split,
+                      ranking=tuple(ranking), trials=tuple(trials))
