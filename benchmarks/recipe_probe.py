@@ -35,6 +35,7 @@ p.add_argument("--ema", type=float, default=0)
 p.add_argument("--bs", type=int, default=32)
 p.add_argument("--opt", default="adamw")
 p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on fine-tuning batches; 0 = off")
+p.add_argument("--wise", default="", help="WiSE-FT: comma-separated alphas mixing probe and fine-tuned weights")
 p.add_argument("--trainval", action="store_true", help="probe and fine-tune on training + validation images")
 p.add_argument("--results", default="recipe_results.jsonl")
 a = p.parse_args()
@@ -78,6 +79,7 @@ if not a.nolp:
     out["lp_dev"] = float(np.mean(np.argmax(cl.head.predict(fde, verbose=0), 1) == yde))
     out["lp_s"] = round(time.time() - t0, 1)
     print("LP", out, flush=True)
+lp_weights = [w.copy() for w in cl.model.get_weights()]
 n = unfreeze_last(cl.base, a.layers)
 aug = {}
 for part in filter(None, a.aug.split(",")):
@@ -115,6 +117,16 @@ out["ft_dev"] = float(np.mean(np.argmax(pde, 1) == yde))
 flip = make_dataset(splits.test, S, B, shuffle=False, seed=0, augment=None, cache=True).map(lambda x, y: (x[:, :, ::-1, :], y))
 pfl = predict_dataset(cl.model, flip, len(yde), B)
 out["ft_dev_fliptta"] = float(np.mean(np.argmax(pde + pfl, 1) == yde))
+ft_weights = cl.model.get_weights()
+for alpha in filter(None, a.wise.split(",")):
+    al = float(alpha)
+    cl.model.set_weights([(1 - al) * w0 + al * w1 for w0, w1 in zip(lp_weights, ft_weights)])
+    pv = predict_dataset(cl.model, plain(splits.valid), len(yva), B)
+    pd_ = predict_dataset(cl.model, plain(splits.test), len(yde), B)
+    out[f"wise{alpha}_val"] = float(np.mean(np.argmax(pv, 1) == yva))
+    out[f"wise{alpha}_dev"] = float(np.mean(np.argmax(pd_, 1) == yde))
+    print("WISE", alpha, out[f"wise{alpha}_val"], out[f"wise{alpha}_dev"], flush=True)
+cl.model.set_weights(ft_weights)
 out["total_s"] = round(time.time() - t0, 1)
 print("RESULT", json.dumps(out), flush=True)
 with open(a.results, "a") as fh:

@@ -293,7 +293,7 @@ class _FormatExporter:
                         selection.labels, max_drop=self.config.int8_max_drop, split=selection.split,
                         debug_images=self.calibration.images[:16], threads=self.threads)
         self.details["int8_search"] = choice.as_dict()
-        log.log(logging.INFO if choice.met else logging.WARNING,
+        log.log(logging.INFO if choice.kept.within_target else logging.WARNING,
                 "tflite-int8: %d layer(s) kept float; %s", len(choice.float_layers), choice.summary())
         return choice.model
 

@@ -68,12 +68,30 @@ def test_an_unmeetable_target_tries_every_step_and_keeps_the_most_accurate(calib
     choice = search(model, claimed, selection.images, wrong, max_drop=1.0, steps=(0, 1, 3),
                     debug_images=calibration.images[:4])
     assert not choice.met and [len(t.float_layers) for t in choice.trials] == [0, 1, 3]
-    assert all(not t.passed and t.drop_points > 1.0 for t in choice.trials)
+    assert all(not t.passed and t.drop_points == 100.0 and t.paired.lost == 6 for t in choice.trials)
     ranked = [layer.tensor for layer in choice.ranking]
     assert all(list(t.float_layers) == ranked[:len(t.float_layers)] for t in choice.trials)
     best = max(t.accuracy for t in choice.trials)
     assert choice.float_layers == next(t.float_layers for t in choice.trials if t.accuracy == best)
-    assert "NOT within" in choice.summary() and "6 validation images" in choice.summary()
+    assert "NOT within reach" in choice.summary() and "6 validation images" in choice.summary()
+    assert "6 images lost, 0 gained" in choice.summary()
+
+
+def test_a_drop_the_images_cannot_tell_from_chance_passes_like_the_gate_and_says_so(calibrated):
+    """2 of 6 images lost (33 points, over the target) is within chance: the parity gate's rule passes it."""
+    model, calibration, selection, _ = calibrated
+    int8_top1 = tflite_export.run_litert(model.quantize(), selection.images).argmax(axis=1)
+    labels = int8_top1.copy()
+    labels[:2] = (labels[:2] + 1) % 3
+    claimed = np.eye(3, dtype=np.float32)[labels]  # a 'float model' right on all six
+    choice = search(model, claimed, selection.images, labels, max_drop=1.0, steps=(0, 1),
+                    debug_images=calibration.images[:4])
+    trial = choice.trials[0]
+    assert len(choice.trials) == 1 and choice.float_layers == () and choice.met
+    assert (trial.paired.lost, trial.paired.gained) == (2, 0) and not trial.within_target and trial.passed
+    assert trial.paired.drop_interval()[0] <= 0.0
+    assert trial.as_dict()["passed_by"] == "not worse beyond chance"
+    assert "too few images to tell" in choice.summary()
 
 
 def test_kept_layers_run_in_float_and_the_rest_in_int8(calibrated):
