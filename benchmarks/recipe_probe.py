@@ -36,6 +36,7 @@ p.add_argument("--bs", type=int, default=32)
 p.add_argument("--opt", default="adamw")
 p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) on fine-tuning batches; 0 = off")
 p.add_argument("--wise", default="", help="WiSE-FT: comma-separated alphas mixing probe and fine-tuned weights")
+p.add_argument("--adabn", action="store_true", help="re-estimate BatchNorm statistics on the training images first")
 p.add_argument("--trainval", action="store_true", help="probe and fine-tune on training + validation images")
 p.add_argument("--results", default="recipe_results.jsonl")
 a = p.parse_args()
@@ -62,8 +63,19 @@ if a.trainval:
     import dataclasses
     splits = dataclasses.replace(splits, train=splits.train + splits.valid)
 ytr, yva, yde = labels(splits.train), labels(splits.valid), labels(splits.test)
+if a.adabn:  # AdaBN (Li et al. 2016): the frozen BatchNorm layers normalise with this domain's statistics
+    bns = [l for l in cl.base._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    x_all = np.concatenate([x.numpy() for x, _ in plain(splits.train)])
+    for l in bns:
+        l.momentum = 0.0
+    pre = cl.model.layers[1]
+    assert "preprocessing" in pre.name, pre.name
+    cl.base(pre(x_all), training=True)
+    for l in bns:
+        l.momentum = 0.99
+    out["adabn_layers"] = len(bns)
 if not a.nolp:
-    cache = Path(a.data) / f".feats-{a.backbone}-{S}{'-tv' if a.trainval else ''}.npz"
+    cache = Path(a.data) / f".feats-{a.backbone}-{S}{'-tv' if a.trainval else ''}{'-adabn' if a.adabn else ''}.npz"
     if cache.is_file():
         f = np.load(cache); ftr, fva, fde = f["tr"], f["va"], f["de"]
     else:

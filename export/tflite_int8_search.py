@@ -107,7 +107,7 @@ class Int8Choice:
                    "NOT within reach of any candidate")
         return (f"accuracy {kept.accuracy:.4f} against float {self.reference_accuracy:.4f}: "
                 f"{-kept.drop_points:+.2f} points ({kept.paired.lost} images lost, {kept.paired.gained} gained; "
-                f"drop 95% interval {low:.2f} to {high:.2f}), {verdict} ({self.max_drop:g} points) on "
+                f"drop 95% interval {low:.2f} to {high:.2f}); {verdict} (target: {self.max_drop:g} points) on "
                 f"{self.images} {self.split} images, {len(self.trials)} candidate(s) tried")
 
     def as_dict(self, ranked: int = 12) -> dict:
