@@ -65,12 +65,12 @@ if a.trainval:
 ytr, yva, yde = labels(splits.train), labels(splits.valid), labels(splits.test)
 if a.adabn:  # AdaBN (Li et al. 2016): the frozen BatchNorm layers normalise with this domain's statistics
     bns = [l for l in cl.base._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
-    x_all = np.concatenate([x.numpy() for x, _ in plain(splits.train)])
-    for l in bns:
-        l.momentum = 0.0
     pre = cl.model.layers[1]
     assert "preprocessing" in pre.name, pre.name
-    cl.base(pre(x_all), training=True)
+    for k, (x, _) in enumerate(plain(splits.train)):  # running average over batches: momentum k/(k+1)
+        for l in bns:
+            l.momentum = k / (k + 1)
+        cl.base(pre(x), training=True)
     for l in bns:
         l.momentum = 0.99
     out["adabn_layers"] = len(bns)

@@ -160,11 +160,31 @@ def test_a_failing_conversion_is_recorded_while_the_other_formats_finish(tiny_ru
     assert result.verdict.reasons[0].startswith("onnx: conversion failed: ConversionError: tf2onnx did not finish")
 
 
+def test_no_int8_search_keeps_the_fixed_rule(tiny_run, tmp_path):
+    """--no-int8-search: the first --int8-float-convs convolutions float, no search record in the manifest."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.tflite_export import conv_outputs
+
+    assert main(["export", str(tiny_run), "--name", "tiny", "--out", str(tmp_path), "--formats", "tflite-int8",
+                 "--no-int8-search", "--int8-float-convs", "1", "--parity-images", "6",
+                 "--calibration-images", "12"]) == 0
+    version = tmp_path / "tiny" / "1"
+    manifest = json.loads((version / "export_manifest.json").read_text())
+    assert "int8_search" not in manifest["artifacts"]["tflite-int8"]
+    assert manifest["export_config"]["int8_search"] is False
+    model = (version / "model.int8.tflite").read_bytes()
+    dtypes = {t["name"]: t["dtype"] for t in Interpreter(model_content=model).get_tensor_details()}
+    convs = conv_outputs(model)
+    assert dtypes[convs[0]] == np.float32 and {dtypes[name] for name in convs[1:]} == {np.int8}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--formats", "onnx,pdf"], "unknown format(s) 'pdf'"),
     (["--version", "0"], "version must be a positive integer, got 0"),
     (["--threshold", "int8.max_accuracy_drop"], "must look like TARGET.METRIC=VALUE"),
     (["--opset", "99"], "opset must be between 7 and 21"),
+    (["--int8-max-drop", "-1"], "int8_max_drop must be between 0 and 100 points, got -1.0"),
 ])
 def test_bad_options_exit_2_and_write_nothing(tiny_run, tmp_path, capsys, args, message):
     assert main(["export", str(tiny_run), "--name", "tiny", "--out", str(tmp_path / "out"), *args]) == 2
