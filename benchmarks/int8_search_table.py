@@ -17,22 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-
-def median_ms(call: Callable[[np.ndarray], object], images: np.ndarray, repeats: int) -> float:
-    for image in images[:10]:
-        call(image[None])
-    times = []
-    for index in range(repeats):
-        started = time.perf_counter()
-        call(images[index % len(images)][None])
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3)
+from benchmarks.int8_calibration import median_ms
 
 
 def litert_call(model: bytes, threads: int) -> Callable[[np.ndarray], object]:
