@@ -113,7 +113,8 @@ def main() -> None:
         for name, value in timed.items():
             rounds[name].append(value)
             ratios[name].append(best_fp32 / value)
-    print("\n| model | validation Δ (pt; images lost/gained; gate rule at 1 pt) | test Δ (pt) | test agreement | batch-1 p50 per round (ms) | "
+    print("\n| model | validation Δ (pt; images lost/gained; gate rule at 1 pt) | test Δ (pt) | test agreement | "
+          "batch-1 p50 per round (ms) | "
           "speed-up over the round's best fp32 |\n|---|---|---|---|---|---|")
     for name in calls:
         valid_drop, test_drop, agreement = accuracy.get(name, (None, None, None))

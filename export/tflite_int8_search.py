@@ -42,7 +42,8 @@ class LayerError:
     rmse_per_scale: float  # RMSE against float, in quantization steps (0.29 is pure rounding noise)
 
     def as_dict(self) -> dict:
-        return {"layer": self.tensor.split(";")[0], "tensor": self.tensor, "op": self.op, "rmse_per_scale": round(self.rmse_per_scale, 4)}
+        return {"layer": self.tensor.split(";")[0], "tensor": self.tensor, "op": self.op,
+                "rmse_per_scale": round(self.rmse_per_scale, 4)}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class Int8Choice:
 
     def as_dict(self, ranked: int = 12) -> dict:
         return {"method": "accuracy-aware: layers ranked by QuantizationDebugger RMSE/scale on calibration "
-                          "images, the fewest kept float that pass the parity gate's accuracy rule on the selection images",
+                          "images, the fewest kept float that pass the parity gate's accuracy rule on the "
+                          "selection images",
                 "selection_split": self.split, "selection_images": self.images,
                 "max_drop_points": self.max_drop, "target_met": self.met,
                 "float_accuracy": round(self.reference_accuracy, 6), "float_layers": list(self.float_layers),
