@@ -30,7 +30,8 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--onnx-calibration", "onnx_calibration", str, "onnx-int8-static calibration: minmax, percentile or entropy"),
     ("--int8-float-convs", "int8_float_convs", int, "onnx-int8-static, and tflite-int8 with --no-int8-search: the "
                                                     "first N convolutions stay float32 (0: quantize all)"),
-    ("--int8-max-drop", "int8_max_drop", float, "tflite-int8 search: points of validation accuracy int8 may lose"),
+    ("--int8-max-drop", "int8_max_drop", float, "tflite-int8 search: points of validation accuracy int8 may lose (a "
+                                                  "larger loss passes only when the images cannot tell it from chance)"),
     ("--convert-timeout", "convert_timeout", int, "seconds tf2onnx may take before that format fails"),
     ("--seed", "seed", int, "seed choosing the parity and calibration images"),
 ]
@@ -38,7 +39,8 @@ SWITCHES: list[tuple[str, str, str]] = [
     ("--allow-unblessed", "allow_unblessed", "publish the version even when the parity gate refuses it"),
     ("--tflite-uint8-io", "tflite_uint8_io", "tflite-int8: uint8 input and output instead of float32"),
     ("--int8-search", "int8_search", "tflite-int8: rank layers by quantization error and keep float the fewest "
-                                     "that hold validation accuracy within --int8-max-drop"),
+                                     "that pass the parity gate's accuracy rule (--int8-max-drop) on validation "
+                                     "images"),
 ]
 
 
