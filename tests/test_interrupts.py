@@ -58,3 +58,20 @@ def test_sigterm_reraises_what_its_own_handler_raises():
                 watch.reraise_if_interrupted(error)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_interrupt_whose_exception_was_swallowed_is_raised_before_committing():
+    """A finalizer or native callback that eats KeyboardInterrupt must not let the work publish."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with InterruptWatch() as watch:
+            watch.raise_if_received()  # nothing received: returns
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.sigtimedwait([], 0.1)
+            except KeyboardInterrupt:
+                pass  # swallowed, as inside some native callback
+            with pytest.raises(KeyboardInterrupt, match="signal SIGINT"):
+                watch.raise_if_received()
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -28,6 +28,7 @@ from training.config import ConfigError, TrainConfig
 from training.distribute import distribution_strategy, is_chief, mixed_precision_policy, worker_task
 from training.evaluate import evaluate_split
 from training.fit import epoch_log_history, read_epoch_log, run_phase
+from training.interrupts import InterruptWatch
 from training.model import Classifier, build_classifier, check_fine_tune_from
 from training.phase_inputs import phase_data
 from training.plots import plot_history
@@ -166,6 +167,11 @@ def _publish(work: Path, run_dir: Path) -> None:
 
 def train(config: TrainConfig) -> RunResult:
     """Train per ``config`` and write the run directory; see the module docstring."""
+    with InterruptWatch() as watch:
+        return _train(config, watch)
+
+
+def _train(config: TrainConfig, watch: InterruptWatch) -> RunResult:
     config = config.validate().resolved()
     started = time.perf_counter()
     run_dir = Path(config.out) if config.out else default_run_dir(config)
@@ -225,6 +231,7 @@ def train(config: TrainConfig) -> RunResult:
     }
     write_json(work / "history.json", history)
     write_json(work / "metrics.json", metrics)
+    watch.raise_if_received()  # an interrupt whose exception something swallowed must not publish the run
     _publish(work, run_dir)
     log.info("run written to %s", run_dir)
     return RunResult(run_dir=run_dir, metrics=metrics, history=history, seconds=metrics["total_seconds"])
