@@ -72,12 +72,11 @@ def main() -> None:
     test_reference = tflite_export.run_litert(fp32_tflite, test.images, threads=args.threads).argmax(1)
     calibrated = CalibratedModel(run.saved_model_path, calibration.images)
     ranking = calibrated.layer_errors(calibration.images[:16])
-    float_model = fp32_tflite
     candidates: dict[str, bytes] = {}
     for count in (int(step) for step in args.steps.split(",")):
         candidates[f"int8, {count} most sensitive float"] = calibrated.quantize([l.tensor for l in ranking[:count]])
     candidates["int8, first 2 convs float (old rule)"] = calibrated.quantize(
-        tflite_export.conv_outputs(float_model)[:2])
+        tflite_export.conv_outputs(fp32_tflite)[:2])
 
     print(f"{len(valid.labels)} validation images (Keras accuracy "
           f"{np.mean(valid_reference == valid.labels):.4f}), {len(test.labels)} test images (fp32 LiteRT accuracy "

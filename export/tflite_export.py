@@ -43,11 +43,7 @@ def convert(saved_model_dir: Path, variant: str, representative_images: np.ndarr
         if representative_images is None or len(representative_images) == 0:
             raise ValueError("full-integer int8 needs representative images from the training data")
 
-        def representative() -> Iterator[list[np.ndarray]]:
-            for image in representative_images:
-                yield [np.asarray(image, np.float32)[None]]
-
-        converter.representative_dataset = representative
+        converter.representative_dataset = lambda: one_image_batches(representative_images)
         if uint8_io:
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
@@ -55,6 +51,12 @@ def convert(saved_model_dir: Path, variant: str, representative_images: np.ndarr
             return _selectively_quantized(saved_model_dir, representative_images, uint8_io, float_convs)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
+
+
+def one_image_batches(images: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """Each image as a float32 batch of one, in the list form TFLite's representative and debug datasets take."""
+    for image in images:
+        yield [np.asarray(image, np.float32)[None]]
 
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")

@@ -21,13 +21,14 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from export.parity_stats import PairedAccuracy
+from export.tflite_export import one_image_batches, run_litert
 
 FLOAT_LAYER_STEPS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 DEBUG_IMAGES = 16  # images the per-layer error is averaged over: enough to rank, cheap with NumericVerify ops
@@ -85,8 +86,7 @@ class Int8Choice:
     """The search's result: the model kept, and the record of how it was chosen."""
 
     model: bytes = field(repr=False)
-    float_layers: tuple[str, ...]
-    met: bool  # False: no candidate met the target; the most accurate one was kept
+    kept: Int8Trial  # the trial whose model this is
     max_drop: float
     reference_accuracy: float
     images: int
@@ -95,9 +95,13 @@ class Int8Choice:
     trials: tuple[Int8Trial, ...]
 
     @property
-    def kept(self) -> Int8Trial:
-        """The trial whose model was kept."""
-        return self.trials[[t.float_layers for t in self.trials].index(self.float_layers)]
+    def float_layers(self) -> tuple[str, ...]:
+        return self.kept.float_layers
+
+    @property
+    def met(self) -> bool:
+        """False: no candidate passed; the most accurate one was kept."""
+        return self.kept.passed
 
     def summary(self) -> str:
         """One line for the log: the outcome against the target, and on how many images."""
@@ -131,13 +135,9 @@ class CalibratedModel:
         if representative_images is None or len(representative_images) == 0:
             raise ValueError("full-integer int8 needs representative images from the training data")
 
-        def representative() -> Iterator[list[np.ndarray]]:
-            for image in representative_images:
-                yield [np.asarray(image, np.float32)[None]]
-
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
+        converter.representative_dataset = lambda: one_image_batches(representative_images)
         converter.experimental_new_quantizer = True
         converter._experimental_calibrate_only = True  # noqa: SLF001 - the switch QuantizationDebugger itself sets
         self.calibrated = converter.convert()
@@ -158,15 +158,10 @@ class CalibratedModel:
         import tensorflow as tf
 
         debug_model = self.quantize(numeric_verify=True)
-
-        def dataset() -> Iterator[list[np.ndarray]]:
-            for image in images:
-                yield [np.asarray(image, np.float32)[None]]
-
         with warnings.catch_warnings():  # the debugger still builds the deprecated tf.lite.Interpreter
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
-                                                                debug_dataset=dataset)
+                                                                debug_dataset=lambda: one_image_batches(images))
             debugger.run()
         table = io.StringIO()
         debugger.layer_statistics_dump(table)
@@ -186,8 +181,6 @@ def search(calibrated: CalibratedModel, reference: np.ndarray, images: np.ndarra
     selection set, with ``labels``). ``debug_images`` rank the layers
     (calibration images; default the selection images' first few).
     """
-    from export.tflite_export import run_litert
-
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 points, got {max_drop}")
     if len(images) == 0 or len(images) != len(labels) or len(reference) != len(labels):
@@ -208,6 +201,5 @@ def search(calibrated: CalibratedModel, reference: np.ndarray, images: np.ndarra
         if trials[-1].passed:
             break
     best = len(trials) - 1 if trials[-1].passed else max(range(len(trials)), key=lambda i: trials[i].accuracy)
-    return Int8Choice(model=models[best], float_layers=trials[best].float_layers, met=trials[best].passed,
-                      max_drop=max_drop, reference_accuracy=reference_accuracy, images=len(labels), split=split,
-                      ranking=tuple(ranking), trials=tuple(trials))
+    return Int8Choice(model=models[best], kept=trials[best], max_drop=max_drop, reference_accuracy=reference_accuracy,
+                      images=len(labels), split=split, ranking=tuple(ranking), trials=tuple(trials))
